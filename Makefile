@@ -1,0 +1,36 @@
+# Two commands for a new user: `make test` and `make demo`. Each creates .venv when missing and
+# installs the package (editable) with what it needs, then runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The pinned pair served on the development machines; override for another CUDA build, e.g.
+# make test TORCH_SPEC="torch==2.11.0 torchvision==0.26.0"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev,faiss,convert
+STAMP := $(VENV)/.imagesearch-installed
+DEMO_DIR ?= data/demo
+
+.PHONY: install test demo lint clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]' 2>&1 | { grep -v 'is ignored' || true; }
+	$(PY) -c "import torch, torchvision, cv2, albumentations, imagesearch" 
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not gpu" -q --durations=15
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py --out $(DEMO_DIR)
+
+lint: $(STAMP)
+	$(PY) -m ruff check imagesearch scripts tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)
