@@ -1,0 +1,98 @@
+"""YAML configs into typed dataclasses, with `key=value` command-line overrides.
+
+Merge order: the schema's in-code defaults, then the YAML file (only the deltas), then the
+overrides. Unknown keys and wrong types fail at load, naming the key. The resolved config is
+written next to every run's outputs (`write_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema; the message names the key."""
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Load a dataclass config: defaults <- YAML file <- `key=value` overrides.
+
+    Args:
+        schema: a dataclass type whose fields all have defaults.
+        path: a YAML file holding only the deltas from the defaults, or None.
+        overrides: dotted `key=value` strings, e.g. `("optim.lr=3e-4", "train.epochs=2")`.
+
+    Returns:
+        An instance of `schema` (a plain dataclass, not a DictConfig).
+
+    Raises:
+        ConfigError: an unknown key, a wrong type, a malformed override or an unreadable file,
+            with the file and the key in the message.
+    """
+    where = str(path) if path is not None else "<defaults>"
+    try:
+        merged = OmegaConf.structured(schema)
+        if path is not None:
+            text = Path(path).read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{where}: the top level must be a mapping, got {type(loaded).__name__}")
+            merged = OmegaConf.merge(merged, OmegaConf.create(loaded))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+        if overrides:
+            where = f"{where} + overrides {list(overrides)}"
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: bad config key {key!r}: {first_line}") from exc
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where}: cannot read config: {exc}") from exc
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain dict (only str/int/float/bool/None/list/dict), safe for `torch.load(weights_only=True)`."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {str(k): config_to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]  # type: ignore[return-value]
+    if isinstance(cfg, Path):
+        return str(cfg)  # type: ignore[return-value]
+    return cfg
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically: a temporary file in the same folder, then `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config to `<out_dir>/config.yaml` (atomically) and return its path."""
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
+    return atomic_write_text(Path(out_dir) / name, text)
