@@ -1,0 +1,246 @@
+"""Gallery k-nearest-neighbour indexes under squared Euclidean distance (SPEC §3 stage 7, §4).
+
+`BruteForceIndex` is exact (the original's brute force), in torch, chunked so that a large gallery
+fits in memory; `FaissIndex` wraps faiss-cpu (`IndexFlatL2` exact, `IndexIVFFlat` approximate) for
+galleries beyond brute force. Both return numpy arrays with the same conventions:
+
+- distances: (M, k) float32 squared Euclidean, ascending per row;
+- indices: (M, k) int64 positions in the order vectors were added;
+- when k exceeds the gallery size, the missing columns are padded with distance inf and index -1.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["INDEXES", "BruteForceIndex", "FaissIndex", "GalleryIndex", "build_index"]
+
+Array = np.ndarray | torch.Tensor
+
+
+def _as_matrix(x: Array, what: str, dim: int | None) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{what} must be (N, D), got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{what} has dimension {arr.shape[1]}, the index holds dimension {dim}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds NaN or inf values")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _pad(dist: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    missing = k - dist.shape[1]
+    if missing <= 0:
+        return dist, idx
+    m = dist.shape[0]
+    dist = np.concatenate([dist, np.full((m, missing), np.inf, np.float32)], axis=1)
+    idx = np.concatenate([idx, np.full((m, missing), -1, np.int64)], axis=1)
+    return dist, idx
+
+
+class GalleryIndex(abc.ABC):
+    """A k-NN index over gallery vectors (squared Euclidean distance).
+
+    Subclasses implement `add`, `_search` and `ntotal`; `search` validates and pads.
+    """
+
+    dim: int | None = None
+
+    @abc.abstractmethod
+    def add(self, x: Array) -> None:
+        """Append gallery vectors.
+
+        Args:
+            x: (N, D) float vectors; their positions continue from `ntotal`.
+        """
+
+    @property
+    @abc.abstractmethod
+    def ntotal(self) -> int:
+        """Number of gallery vectors held."""
+
+    @abc.abstractmethod
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k <= ntotal nearest neighbours of q (M, D) float32."""
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def search(self, q: Array, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest gallery vectors of each query.
+
+        Args:
+            q: (M, D) queries.
+            k: neighbours per query (>= 1); when k > ntotal the rest is padded with (inf, -1).
+
+        Returns:
+            distances (M, k) float32 squared Euclidean ascending, indices (M, k) int64.
+
+        Raises:
+            ValueError: an empty index, k < 1, or a dimension mismatch.
+        """
+        if self.ntotal == 0:
+            raise ValueError(f"{type(self).__name__} is empty: add gallery vectors before searching")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        queries = _as_matrix(q, "queries", self.dim)
+        if queries.shape[0] == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        dist, idx = self._search(queries, min(k, self.ntotal))
+        return _pad(dist.astype(np.float32), idx.astype(np.int64), k)
+
+
+class BruteForceIndex(GalleryIndex):
+    """Exact k-NN in torch, chunked over queries and gallery.
+
+    Distances use ||q||^2 + ||g||^2 - 2 q.g (one matmul per block, clamped at 0); each gallery chunk
+    gives a top-k that is merged with the running top-k, so memory is O(chunk_size^2 + M k) whatever
+    the gallery size.
+
+    Args:
+        device: where the gallery lives and the distances are computed.
+        chunk_size: rows per query chunk and per gallery chunk.
+        dtype: arithmetic dtype (float64 for tests that compare with numpy exactly).
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", chunk_size: int = 4096, dtype: torch.dtype = torch.float32):
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.device = torch.device(device)
+        self.chunk_size = chunk_size
+        self.dtype = dtype
+        self._parts: list[torch.Tensor] = []
+        self._gallery: torch.Tensor | None = None
+
+    @property
+    def ntotal(self) -> int:
+        return sum(p.shape[0] for p in self._parts)
+
+    def add(self, x: Array) -> None:
+        arr = _as_matrix(x, "gallery vectors", self.dim)
+        self.dim = arr.shape[1]
+        self._parts.append(torch.from_numpy(arr).to(self.device, self.dtype))
+        self._gallery = None  # concatenated lazily at the next search
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._gallery is None:
+            self._gallery = torch.cat(self._parts) if len(self._parts) > 1 else self._parts[0]
+            self._parts = [self._gallery]
+        gallery = self._gallery
+        g_sq = (gallery * gallery).sum(dim=1)
+        out_d, out_i = [], []
+        with torch.no_grad():
+            for qs in range(0, q.shape[0], self.chunk_size):
+                qc = torch.from_numpy(q[qs : qs + self.chunk_size]).to(self.device, self.dtype)
+                d, i = self._search_chunk(qc, gallery, g_sq, k)
+                out_d.append(d.cpu().numpy())
+                out_i.append(i.cpu().numpy())
+        return np.concatenate(out_d), np.concatenate(out_i)
+
+    def _search_chunk(
+        self, qc: torch.Tensor, gallery: torch.Tensor, g_sq: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        q_sq = (qc * qc).sum(dim=1, keepdim=True)
+        best_d = torch.full((qc.shape[0], 0), float("inf"), dtype=self.dtype, device=self.device)
+        best_i = torch.zeros((qc.shape[0], 0), dtype=torch.int64, device=self.device)
+        for gs in range(0, gallery.shape[0], self.chunk_size):
+            gc = gallery[gs : gs + self.chunk_size]
+            d = (q_sq + g_sq[None, gs : gs + gc.shape[0]] - 2.0 * qc @ gc.T).clamp_(min=0)
+            kk = min(k, gc.shape[0])
+            d, i = torch.topk(d, kk, dim=1, largest=False, sorted=True)
+            # Merge with the running top-k; a stable sort keeps the earlier gallery index at ties.
+            cand_d, cand_i = torch.cat([best_d, d], dim=1), torch.cat([best_i, i + gs], dim=1)
+            order = torch.sort(cand_d, dim=1, stable=True).indices[:, :k]
+            best_d, best_i = cand_d.gather(1, order), cand_i.gather(1, order)
+        return best_d, best_i
+
+
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:  # an optional extra, so only its users need it
+        raise ImportError(
+            "FaissIndex needs faiss; install it with: pip install 'imagesearch[faiss]' (faiss-cpu)"
+        ) from exc
+    return faiss
+
+
+class FaissIndex(GalleryIndex):
+    """k-NN on FAISS: `kind="flat"` (IndexFlatL2, exact) or `kind="ivf"` (IndexIVFFlat, approximate).
+
+    The IVF index is trained on the first `add` (k-means into `nlist` cells), which therefore needs
+    at least `nlist` vectors; later adds are assigned to the trained cells. A search visits `nprobe`
+    cells: more cells, higher recall, slower.
+
+    Args:
+        kind: "flat" or "ivf".
+        nlist: IVF cells (ignored by "flat").
+        nprobe: cells visited per query (ignored by "flat").
+    """
+
+    def __init__(self, kind: str = "flat", nlist: int = 100, nprobe: int = 8):
+        if kind not in ("flat", "ivf"):
+            raise ValueError(f"FaissIndex kind must be 'flat' or 'ivf', got {kind!r}")
+        self.faiss = _import_faiss()
+        self.kind, self.nlist, self.nprobe = kind, nlist, nprobe
+        self._index: Any = None
+
+    @property
+    def ntotal(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
+
+    def add(self, x: Array) -> None:
+        arr = _as_matrix(x, "gallery vectors", self.dim)
+        if self._index is None:
+            self.dim = arr.shape[1]
+            if self.kind == "flat":
+                self._index = self.faiss.IndexFlatL2(self.dim)
+            else:
+                if arr.shape[0] < self.nlist:
+                    raise ValueError(
+                        f"FaissIndex(kind='ivf') trains on the first add: got {arr.shape[0]} vectors, "
+                        f"need at least nlist={self.nlist} (lower nlist or use kind='flat')"
+                    )
+                quantizer = self.faiss.IndexFlatL2(self.dim)
+                index = self.faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, self.faiss.METRIC_L2)
+                index.train(arr)
+                index.nprobe = self.nprobe
+                self._index = index
+        self._index.add(arr)
+
+    def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        dist, idx = self._index.search(q, k)
+        # IVF can find fewer than k vectors in the probed cells; FAISS marks them -1 with a huge
+        # distance, which we report as inf like the padding.
+        dist = np.where(idx < 0, np.inf, dist)
+        return dist, idx
+
+
+INDEXES: dict[str, Callable[..., GalleryIndex]] = {
+    "brute": BruteForceIndex,
+    "faiss_flat": partial(FaissIndex, kind="flat"),
+    "faiss_ivf": partial(FaissIndex, kind="ivf"),
+}
+
+
+def build_index(name: str, **kwargs: Any) -> GalleryIndex:
+    """An empty gallery index by name.
+
+    Args:
+        name: "brute", "faiss_flat" or "faiss_ivf".
+        **kwargs: constructor arguments (`device`, `chunk_size`, `dtype` for brute; `nlist`,
+            `nprobe` for faiss_ivf).
+
+    Returns:
+        The index; fill it with `add`.
+    """
+    if name not in INDEXES:
+        raise ValueError(f"unknown index {name!r}; choose one of {sorted(INDEXES)}")
+    return INDEXES[name](**kwargs)
