@@ -1,0 +1,139 @@
+"""Writing a whole synthetic split in the competition layout (SPEC §1), deterministically and atomically.
+
+Layout written under the output folder:
+    image/<item_id>/<k>.jpg, image_annotation/<item_id>/<k>.json, video/<item_id>.mp4,
+    video_annotation/<item_id>.json, and (with `text`) image_text/<item_id>.txt, video_text/<item_id>.txt.
+The split is generated into a sibling folder `<out>.tmp-<hex>` and renamed to `<out>` only once complete,
+so an interrupted run leaves no half split (a crash removes the temporary folder).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from imagesearch.synthetic.config import SyntheticConfig
+from imagesearch.synthetic.items import ItemSpec, plan_items
+from imagesearch.synthetic.products import render_product_image
+from imagesearch.synthetic.video import render_video
+
+SPLIT_FOLDERS = ("image", "image_annotation", "video", "video_annotation")
+TEXT_FOLDERS = ("image_text", "video_text")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Not config.atomic_write_text: mkstemp files are private (0600); these are data for every user.
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    # ensure_ascii like the real files ("\u65e0\u8896..."); one line, keys in the SPEC's order.
+    _write_atomic(path, json.dumps(obj, ensure_ascii=True).encode("ascii"))
+
+
+def render_item(item: ItemSpec, cfg: SyntheticConfig, seed: int, root: Path) -> int:
+    """Write every file of one item (product images, annotations, video, texts) under `root`.
+
+    Each image and the video draw from their own generator seeded by (seed, item index, ...), so the
+    files do not depend on the order or the process in which items are rendered.
+
+    Returns:
+        The number of product images written.
+    """
+    img_dir, ann_dir = root / "image" / item.item_id, root / "image_annotation" / item.item_id
+    img_dir.mkdir(parents=True, exist_ok=True)
+    ann_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(item.num_images):
+        image, anns = render_product_image(item, k, cfg.image_size, np.random.default_rng([seed, item.index, 3, k]))
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+        if not ok:
+            raise RuntimeError(f"{img_dir / f'{k}.jpg'}: cv2.imencode failed")
+        _write_atomic(img_dir / f"{k}.jpg", buf.tobytes())
+        _write_json(ann_dir / f"{k}.json", {"item_id": item.item_id, "img_name": f"{k}.jpg", "annotations": anns})
+    video = root / "video" / f"{item.item_id}.mp4"
+    tmp_video = video.with_name(f".{item.item_id}.tmp.mp4")  # cv2 picks the container from the suffix
+    annotation = render_video(item, cfg, tmp_video, np.random.default_rng([seed, item.index, 7]))
+    os.replace(tmp_video, video)
+    _write_json(root / "video_annotation" / f"{item.item_id}.json", annotation)
+    if cfg.text:
+        _write_atomic(root / "image_text" / f"{item.item_id}.txt", (item.title + "\n").encode("utf-8"))
+        _write_atomic(root / "video_text" / f"{item.item_id}.txt", (item.asr + "\n").encode("utf-8"))
+    return item.num_images
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # one process per core already; cv2's own threads would only compete
+
+
+def _render_all(items: list[ItemSpec], cfg: SyntheticConfig, seed: int, root: Path) -> None:
+    bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", leave=False)
+    try:
+        if cfg.workers == 1 or len(items) == 1:
+            for item in items:
+                render_item(item, cfg, seed, root)
+                bar.update()
+            return
+        # spawn, not fork: a forked child of a process that already ran cv2 threads can deadlock.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(cfg.workers, len(items)), mp_context=ctx, initializer=_worker_init) as pool:
+            futures = [pool.submit(render_item, item, cfg, seed, root) for item in items]
+            for future in futures:
+                future.result()
+                bar.update()
+    finally:
+        bar.close()
+
+
+def generate_split(out_dir: str | Path, num_items: int, seed: int, config: SyntheticConfig | None = None) -> Path:
+    """Generate a deterministic synthetic split in the exact competition layout.
+
+    Same (num_items, seed, config) -> byte-identical files, whatever `config.workers`. Different seeds give
+    different items and, by default, disjoint item ids (id_offset = (seed % 1000) * 1000).
+
+    Args:
+        out_dir: the split folder to create (e.g. data/synthetic/train).
+        num_items: items, each with 3-6 product images and one video.
+        seed: split seed.
+        config: sizes and proportions; None for the defaults (the real data's sizes).
+
+    Returns:
+        The split folder.
+
+    Raises:
+        FileExistsError: out_dir exists and config.overwrite is false.
+    """
+    cfg = config if config is not None else SyntheticConfig()
+    out = Path(out_dir)
+    if out.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out}: already exists (pass overwrite=True / --overwrite to replace it)")
+    items = plan_items(num_items, seed, cfg)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        tmp.mkdir()
+        for name in SPLIT_FOLDERS + (TEXT_FOLDERS if cfg.text else ()):
+            (tmp / name).mkdir()
+        _render_all(items, cfg, seed, tmp)
+        if out.exists():
+            old = out.with_name(f"{out.name}.old-{secrets.token_hex(4)}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
