@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imagesearch.data.reader import load_split
-from tests.unit.score_split import perfect_result
+from imagesearch.metrics.baselines import oracle_results as perfect_result
 
 pytestmark = pytest.mark.sample
 

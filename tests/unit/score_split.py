@@ -11,7 +11,6 @@ Videos (frames annotated at 0, 40, 80):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from imagesearch.data.records import AnnotatedFrame, Box, Item, ProductImage, Split, Video
 
@@ -55,22 +54,3 @@ def build_split() -> Split:
         "vD": _video("vD", {0: [DISTRACTOR], 40: [DISTRACTOR], 80: []}),
     }
     return Split(Path("hand-made"), items, videos, {101: "A", 201: "B", 202: "B", 301: "C"})
-
-
-def perfect_result(split: Split) -> dict[str, Any]:
-    """For each video with a product: its item, the first frame holding it, and both boxes of that instance."""
-    out: dict[str, Any] = {}
-    for vid, video in split.videos.items():
-        for frame in video.frames:
-            fb = next((b for b in frame.boxes if b.instance_id > 0), None)
-            if fb is None:
-                continue
-            item_id = split.instance_to_item[fb.instance_id]
-            image = next(
-                im for im in split.items[item_id].images if fb.instance_id in {b.instance_id for b in im.boxes}
-            )
-            ib = next(b for b in image.boxes if b.instance_id == fb.instance_id)
-            entry = {"img_name": image.stem, "item_box": list(ib.xyxy), "frame_box": list(fb.xyxy)}
-            out[vid] = {"item_id": item_id, "frame_index": frame.frame_index, "result": [entry]}
-            break
-    return out

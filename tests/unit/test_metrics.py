@@ -29,7 +29,8 @@ from imagesearch.metrics import (
     topk_item_accuracy,
     voc_ap50,
 )
-from tests.unit.score_split import build_split, perfect_result
+from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.unit.score_split import build_split
 
 
 def close(a: float, b: float) -> bool:
