@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from imagesearch.config import atomic_write_text
-from imagesearch.distributed import unwrap_model
+from imagesearch.distributed import get_rank, get_world_size, is_dist_initialized, unwrap_model
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -122,6 +123,19 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
 
 
+def gather_rng_states() -> list[dict[str, Any]] | None:
+    """Every rank's `capture_rng_state()`, in rank order, on every rank; None when not distributed.
+
+    A collective: all ranks must call it. Under DDP each rank draws its own augmentation and dropout
+    randomness (seeded `seed + rank`), so an exact resume needs each rank's states, not only rank 0's.
+    """
+    if not is_dist_initialized() or get_world_size() == 1:
+        return None
+    states: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(states, capture_rng_state())
+    return states
+
+
 def git_sha(repo_dir: str | Path | None = None) -> str | None:
     """The git commit of the code (`git rev-parse HEAD`), or None outside a git checkout."""
     where = Path(repo_dir) if repo_dir is not None else Path(__file__).resolve().parent
@@ -196,6 +210,10 @@ def restore_training_state(
 ) -> RunProgress:
     """Load a `training_state` dict back into live objects, RNG states included; return its progress.
 
+    Under DDP each rank restores its own RNG states (`rng_ranks`, saved by a DDP run); a rank the
+    checkpoint has no states for (a run resumed on more processes) keeps its fresh `seed + rank` streams.
+    A single process, or rank 0, restores `rng`, so a DDP checkpoint also resumes in one process.
+
     Raises:
         ValueError: keys are missing or a state dict does not fit; the message names `source`.
     """
@@ -211,7 +229,10 @@ def restore_training_state(
     # An empty scaler state comes from a run without float16 scaling; an enabled scaler then starts fresh.
     if scaler.is_enabled() and ckpt["scaler"]:
         scaler.load_state_dict(ckpt["scaler"])
-    restore_rng_state(ckpt["rng"])
+    rank = get_rank()
+    rng_states = ckpt.get("rng_ranks") or [ckpt["rng"]]
+    if rank < len(rng_states):
+        restore_rng_state(rng_states[rank])
     return RunProgress(
         epoch=int(ckpt["epoch"]),
         global_step=int(ckpt["global_step"]),

@@ -3,6 +3,9 @@
 After torchvision `references/detection/engine.py` and MAE `engine_pretrain.py` (sum the loss dict, check
 it is finite, step, log each term), plus nanoGPT / dinov2 around it: `config.yaml` before step 0,
 `last.pt` / `best.pt`, `metrics.jsonl`, and an exact resume (states, RNGs and data order).
+
+Multi-GPU: run any training script under `torchrun --nproc_per_node N`; `fit` does the rest (see its
+docstring and `imagesearch.distributed`). A script needs no change, but `data.batch_size` is per GPU.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ class TrainConfig:
     eval_every: int = 1
     tensorboard: bool = True
     progress: bool = True  # tqdm bars
+    find_unused_parameters: bool = False  # DDP: for models whose forward leaves some trainable params unused
+    dist_timeout_min: float = 60.0  # DDP: longest wait in a collective (other ranks wait while rank 0 evaluates)
 
 
 def default_forward(model: nn.Module, batch: Any, device: torch.device) -> dict[str, Tensor]:
@@ -213,12 +218,13 @@ def train_one_epoch(
         epoch: the 0-based epoch index, for messages and the progress bar.
         max_iters: stop after this many batches (0 = the whole loader).
         writer: a TensorBoard `SummaryWriter` or None; gets `train/loss`, `train/<term>`, `train/lr` on the
-            first and every `log_every`-th step.
+            first and every `log_every`-th step (under DDP the logged losses are the means over ranks).
         global_step: optimizer steps taken before this epoch (the x axis of the logs).
 
     Returns:
-        `train/loss` and `train/<term>` averaged over the epoch, `train/lr` (the last step's LR),
-        `train/iters` (steps taken) and, when clipping, `train/grad_norm` (mean norm before clipping).
+        `train/loss` and `train/<term>` averaged over this process's steps of the epoch, `train/lr` (the
+        last step's LR), `train/iters` (steps taken) and, when clipping, `train/grad_norm` (mean norm
+        before clipping).
 
     Raises:
         FloatingPointError: a non-finite loss, naming each term's value, the epoch and the step.
@@ -251,6 +257,7 @@ def train_one_epoch(
             sums[key] += value
         bar.set_postfix(loss=f"{sums['train/loss'] / n:.4f}", lr=f"{lr:.3g}", refresh=False)
         if log_every > 0 and (n % log_every == 0 or n == 1):
+            terms = dist_utils.all_reduce_means(terms, device)  # every rank logs at the same steps
             logger.info("epoch %d iter %d/%s step %d lr %.4g %s", epoch, n, total or "?", step, lr,
                         " ".join(f"{k[6:]}={v:.4f}" for k, v in terms.items()))  # fmt: skip
             if writer is not None:
@@ -264,7 +271,8 @@ def train_one_epoch(
 class _Run:
     """The live objects of one `fit` call and its progress (epochs completed, best so far)."""
 
-    model: nn.Module
+    model: nn.Module  # wrapped in DistributedDataParallel when the world size is > 1
+    loader: Iterable  # the train loader, this rank's share of it under DDP
     optimizer: torch.optim.Optimizer
     scheduler: LRScheduler
     scaler: torch.amp.GradScaler
@@ -291,6 +299,14 @@ def fit(
     `best_metric` improves: lower for mode "min", higher for "max"). Checkpoints store `epoch` as the
     number of epochs completed; a resume that finds `epoch >= train.epochs` returns without training.
 
+    Under `torchrun --nproc_per_node N` (WORLD_SIZE > 1) the same call trains with DDP, one process per
+    GPU (at world size 1 none of this happens): it joins the process group (NCCL on CUDA, gloo on CPU;
+    left at the end when `fit` made it), runs rank r on `cuda:<LOCAL_RANK>` seeded `seed + r`, gives
+    each rank a disjoint share of every epoch (`shard_loader`: `batch_size` is per GPU, the global batch
+    N times it), wraps the model in DDP for `forward` (`evaluate` and checkpoints get the bare model,
+    so checkpoints keep the single-process layout), averages the logged losses over ranks, evaluates on
+    rank 0 while the others wait (up to `train.dist_timeout_min`), and resumes every rank from `last.pt`.
+
     Args:
         parts: model, train loader, forward and evaluate hooks, optional parameter groups.
         optim: optimizer, LR schedule (stepped per iteration) and gradient clipping.
@@ -306,7 +322,19 @@ def fit(
         raise ValueError(f"fit: mode must be 'min' or 'max', got {mode!r}")
     if train.amp_dtype not in AMP_DTYPES:
         raise ValueError(f"train.amp_dtype: {train.amp_dtype!r}, expected one of {sorted(AMP_DTYPES)}")
-    device, out_dir = resolve_device(train.device), Path(train.out_dir)
+    backend = "nccl" if resolve_device(train.device).type == "cuda" else "gloo"
+    owns_group = dist_utils.init_distributed(backend, train.dist_timeout_min)
+    try:
+        return _fit(parts, optim, train, config, best_metric, mode)
+    finally:
+        if owns_group:
+            dist_utils.destroy_distributed()
+
+
+def _fit(
+    parts: TrainParts, optim: OptimConfig, train: TrainConfig, config: Any, best_metric: str, mode: str
+) -> FitResult:
+    device, out_dir = dist_utils.rank_device(train.device), Path(train.out_dir)
     seed_everything(train.seed + dist_utils.get_rank(), train.deterministic)  # per-rank streams for augmentation
     if is_main_process():
         write_config(config, out_dir)
@@ -334,22 +362,26 @@ def _prepare(
     model = parts.model.to(device)
     params = parts.params if parts.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, optim)
-    iters = dist_utils.epoch_length(parts.train_loader, train.max_iters_per_epoch)
+    loader = dist_utils.shard_loader(parts.train_loader)  # the loader itself at world size 1
+    iters = dist_utils.epoch_length(loader, train.max_iters_per_epoch)
     if not iters:
         raise ValueError("the train loader is empty or has no len(); set train.max_iters_per_epoch")
     scheduler = build_scheduler(optimizer, optim, iters, train.epochs)
     scaling = train.amp and train.amp_dtype == "float16" and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=scaling)
-    run = _Run(model, optimizer, scheduler, scaler, device, out_dir, config_to_dict(config), ckpt_io.git_sha())
-    last = out_dir / "last.pt"
-    if train.resume and last.is_file():
-        run.progress = p = ckpt_io.restore_training_state(
-            load_checkpoint(last), model, optimizer, scheduler, scaler, last
-        )
-        logger.info("resumed from %s: %d epochs done, step %d, best %s", last, p.epoch, p.global_step, p.best_metric)
+    progress, last = RunProgress(), out_dir / "last.pt"
+    if train.resume and last.is_file():  # every rank loads it: the states are the same on all of them
+        progress = ckpt_io.restore_training_state(load_checkpoint(last), model, optimizer, scheduler, scaler, last)
+        logger.info("resumed from %s: %d epochs done, step %d, best %s", last, progress.epoch,
+                    progress.global_step, progress.best_metric)  # fmt: skip
     if is_main_process():  # lines of epochs not in the checkpoint (or of an old run when not resuming) go
-        ckpt_io.trim_metrics(out_dir / "metrics.jsonl", run.progress.epoch)
-    logger.info("training on %s for %d epochs x %d iters, out_dir %s", device, train.epochs, iters, out_dir)
+        ckpt_io.trim_metrics(out_dir / "metrics.jsonl", progress.epoch)
+    model = dist_utils.wrap_ddp(model, device, train.find_unused_parameters)
+    world = dist_utils.get_world_size()
+    logger.info("training on %s%s for %d epochs x %d iters, out_dir %s", device,
+                f" (DDP, {world} processes)" if world > 1 else "", train.epochs, iters, out_dir)  # fmt: skip
+    run = _Run(model, loader, optimizer, scheduler, scaler, device, out_dir, config_to_dict(config), ckpt_io.git_sha())
+    run.progress = progress
     return run
 
 
@@ -357,21 +389,23 @@ def _fit_epoch(
     run: _Run, parts: TrainParts, optim: OptimConfig, train: TrainConfig, epoch: int, best_metric: str, mode: str
 ) -> None:
     start, progress = time.time(), run.progress
-    set_data_epoch(parts.train_loader, epoch, train.seed)
+    set_data_epoch(run.loader, epoch, train.seed)
     stats = train_one_epoch(
-        run.model, parts.train_loader, parts.forward, run.optimizer, run.scheduler, run.scaler, run.device, epoch,
+        run.model, run.loader, parts.forward, run.optimizer, run.scheduler, run.scaler, run.device, epoch,
         amp=train.amp, amp_dtype=train.amp_dtype, grad_clip=optim.grad_clip, log_every=train.log_every,
         max_iters=train.max_iters_per_epoch, writer=run.writer, global_step=progress.global_step,
         progress=train.progress,
     )  # fmt: skip
     progress.global_step += int(stats["train/iters"])
-    stats = {k: dist_utils.all_reduce_mean(v, run.device) for k, v in stats.items()}
+    stats = dist_utils.all_reduce_means(stats, run.device)
     val: dict[str, float] = {}
     last_epoch = epoch + 1 == train.epochs
     if parts.evaluate is not None and (last_epoch or (train.eval_every > 0 and (epoch + 1) % train.eval_every == 0)):
-        run.model.eval()
-        with torch.no_grad():
-            val = {k: float(v) for k, v in parts.evaluate(run.model, epoch).items()}
+        if is_main_process():  # the bare model: no DDP collective that the idle ranks would not join
+            run.model.eval()
+            with torch.no_grad():
+                val = {k: float(v) for k, v in parts.evaluate(dist_utils.unwrap_model(run.model), epoch).items()}
+        val = dist_utils.broadcast_object(val)  # the other ranks wait here while rank 0 evaluates
         if best_metric not in val and best_metric not in stats:
             raise ValueError(f"best_metric {best_metric!r} is not among the metrics {sorted({**stats, **val})}")
     metrics = {"epoch": epoch, **stats, **val, "lr": stats["train/lr"], "global_step": progress.global_step}
@@ -382,11 +416,13 @@ def _fit_epoch(
         for key, v in val.items():
             run.writer.add_scalar(key, v, progress.global_step)
         run.writer.flush()
+    rng_ranks = ckpt_io.gather_rng_states()  # a collective: every rank, before rank 0 saves
     if is_main_process():
         ckpt_io.append_metrics(run.out_dir / "metrics.jsonl", metrics)
         state = ckpt_io.training_state(
             run.model, run.optimizer, run.scheduler, run.scaler, progress,
             best_metric_name=best_metric, mode=mode, config=run.config, git_sha=run.git_sha,
+            **({"rng_ranks": rng_ranks} if rng_ranks else {}),
         )  # fmt: skip
         save_checkpoint(run.out_dir / "last.pt", state)
         if improved:

@@ -118,6 +118,7 @@ class BruteForceIndex(GalleryIndex):
         self.dtype = dtype
         self._parts: list[torch.Tensor] = []
         self._gallery: torch.Tensor | None = None
+        self._g_sq: torch.Tensor | None = None
 
     @property
     def ntotal(self) -> int:
@@ -127,14 +128,17 @@ class BruteForceIndex(GalleryIndex):
         arr = _as_matrix(x, "gallery vectors", self.dim)
         self.dim = arr.shape[1]
         self._parts.append(torch.from_numpy(arr).to(self.device, self.dtype))
-        self._gallery = None  # concatenated lazily at the next search
+        self._gallery = self._g_sq = None  # concatenated lazily at the next search
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._gallery is None:
             self._gallery = torch.cat(self._parts) if len(self._parts) > 1 else self._parts[0]
             self._parts = [self._gallery]
-        gallery = self._gallery
-        g_sq = (gallery * gallery).sum(dim=1)
+            # Squared norms once per gallery, chunk by chunk: (gallery * gallery) would be a temporary
+            # as large as the gallery itself (2 GB at 1M x 512 fp32).
+            self._g_sq = torch.cat([torch.einsum("ij,ij->i", c, c) for c in self._gallery.split(self.chunk_size)])
+        gallery, g_sq = self._gallery, self._g_sq
+        assert g_sq is not None
         out_d, out_i = [], []
         with torch.no_grad():
             for qs in range(0, q.shape[0], self.chunk_size):
@@ -183,13 +187,17 @@ class FaissIndex(GalleryIndex):
         kind: "flat" or "ivf".
         nlist: IVF cells (ignored by "flat").
         nprobe: cells visited per query (ignored by "flat").
+        train_per_list: IVF k-means trains on at most nlist x this many vectors, drawn at random from
+            the first add (FAISS's own default of 256 per list makes training at 1M take minutes).
+        seed: for that draw.
     """
 
-    def __init__(self, kind: str = "flat", nlist: int = 100, nprobe: int = 8):
+    def __init__(self, kind: str = "flat", nlist: int = 100, nprobe: int = 8, train_per_list: int = 64, seed: int = 0):
         if kind not in ("flat", "ivf"):
             raise ValueError(f"FaissIndex kind must be 'flat' or 'ivf', got {kind!r}")
         self.faiss = _import_faiss()
         self.kind, self.nlist, self.nprobe = kind, nlist, nprobe
+        self.train_per_list, self.seed = train_per_list, seed
         self._index: Any = None
 
     @property
@@ -210,7 +218,9 @@ class FaissIndex(GalleryIndex):
                     )
                 quantizer = self.faiss.IndexFlatL2(self.dim)
                 index = self.faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, self.faiss.METRIC_L2)
-                index.train(arr)
+                n_train = min(arr.shape[0], self.nlist * self.train_per_list)
+                rows = np.random.default_rng(self.seed).choice(arr.shape[0], n_train, replace=False)
+                index.train(arr[np.sort(rows)] if n_train < arr.shape[0] else arr)
                 index.nprobe = self.nprobe
                 self._index = index
         self._index.add(arr)
