@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.score_split import build_split, perfect_result
+from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.unit.score_split import build_split
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score.py"
 
