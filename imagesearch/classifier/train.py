@@ -1,0 +1,284 @@
+"""Training and evaluation of the classifier on the shared engine (SPEC §3 stage 4).
+
+`ClassifierRun` is the config tree of `scripts/train_classifier.py`; `build_parts` turns it into the
+engine's `TrainParts` (model, class-balanced loader, loss, evaluation hook). Each evaluation reports
+accuracy, per-class AP, mAP (scikit-learn `average_precision_score`, one-vs-rest over the classes
+present in the validation crops) and the confusion matrix, which is also saved in the run folder
+(`confusion/epoch_XXX.json`, `confusion.npy`) and drawn into TensorBoard. After training,
+`run_merging` merges the most confused categories from the best checkpoint's validation predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from sklearn.metrics import average_precision_score, confusion_matrix
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from imagesearch.classifier.data import ClassifierDataConfig, build_datasets, build_loaders
+from imagesearch.classifier.merging import (
+    GROUP_SEP,
+    MergeConfig,
+    greedy_merge,
+    groups_from_merge_map,
+    merge_map_from_groups,
+    merge_scores,
+    save_merge_map,
+)
+from imagesearch.classifier.model import ClassifierModelConfig, build_classifier, classification_loss, load_classifier
+from imagesearch.config import atomic_write_text
+from imagesearch.data.labels import CATEGORIES
+from imagesearch.distributed import is_main_process
+from imagesearch.engine import OptimConfig, TrainConfig, TrainParts, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassifierRun:
+    """The whole config of a classifier run (defaults; YAML files hold only the deltas)."""
+
+    data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
+    model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, warmup_iters=100))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/classifier", epochs=20))
+    merge: MergeConfig = field(default_factory=MergeConfig)
+
+
+def classifier_forward(model: nn.Module, batch: tuple[Tensor, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """The engine's `forward`: a batch (images (N, 3, S, S), categories (N,)) -> `{"cls": loss}`."""
+    images, targets = batch
+    return classification_loss(model, images.to(device, non_blocking=True), targets.to(device, non_blocking=True))
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device | None = None, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run the model over a loader of (images, categories).
+
+    Returns:
+        (logits (N, K) float32, labels (N,) int64), in loader order.
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    logits, labels = [], []
+    for images, targets in tqdm(loader, desc="eval", leave=False, disable=not (progress and is_main_process())):
+        logits.append(model(images.to(device)).float().cpu())
+        labels.append(targets)
+    if not logits:
+        raise ValueError("predict: the loader is empty")
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, K) logits, computed stably in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def classification_metrics(scores: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, one-vs-rest AP per present class, their mean, and the confusion matrix.
+
+    Args:
+        scores: (N, K) class scores (probabilities or logits; argmax is the prediction).
+        labels: (N,) true class indices in 0..K-1.
+        names: K class names.
+
+    Returns:
+        {"acc": float, "map": float (0 with no class present), "ap": {name: AP} for each class with
+        at least one sample, "confusion": (K, K) int64 counts (rows true, columns predicted)}.
+
+    Example:
+        >>> m = classification_metrics(np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]]), np.array([0, 1, 1]), ["a", "b"])
+        >>> round(m["acc"], 4), m["ap"], m["confusion"].tolist()
+        (0.6667, {'a': 1.0, 'b': 1.0}, [[1, 0], [1, 1]])
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels, dtype=np.int64)
+    k = len(names)
+    if scores.ndim != 2 or scores.shape != (len(labels), k):
+        raise ValueError(f"classification_metrics: scores {scores.shape} do not fit {len(labels)} labels x {k} names")
+    preds = scores.argmax(axis=1)
+    ap = {names[c]: float(average_precision_score(labels == c, scores[:, c])) for c in range(k) if np.any(labels == c)}
+    return {
+        "acc": float(np.mean(preds == labels)) if len(labels) else 0.0,
+        "map": float(np.mean(list(ap.values()))) if ap else 0.0,
+        "ap": ap,
+        "confusion": confusion_matrix(labels, preds, labels=list(range(k))).astype(np.int64),
+    }
+
+
+def render_confusion(confusion: np.ndarray, cell: int = 16) -> np.ndarray:
+    """A picture of a confusion matrix: row-normalised rates as colours, class indices on the axes.
+
+    Drawn with OpenCV because matplotlib is not a dependency; cv2's fonts cannot draw the Chinese
+    names, so the axes carry class indices (the JSON next to it has the names).
+
+    Args:
+        confusion: (K, K) counts, rows true, columns predicted.
+        cell: pixels per cell.
+
+    Returns:
+        (H, W, 3) uint8 RGB image.
+    """
+    c = np.asarray(confusion, dtype=np.float64)
+    k = c.shape[0]
+    n = c.sum(axis=1, keepdims=True)
+    rates = np.divide(c, n, out=np.zeros_like(c), where=n > 0)
+    grid = cv2.resize((rates * 255).astype(np.uint8), (k * cell, k * cell), interpolation=cv2.INTER_NEAREST)
+    heat = cv2.cvtColor(cv2.applyColorMap(grid, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    margin = 2 * cell
+    canvas = np.full((k * cell + margin, k * cell + margin, 3), 255, dtype=np.uint8)
+    canvas[margin:, margin:] = heat
+    scale = cell / 40.0
+    for i in range(k):
+        pos = margin + i * cell + cell // 4
+        cv2.putText(canvas, str(i), (pos, margin - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1)
+        cv2.putText(canvas, str(i), (2, pos + cell // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1)
+    return canvas
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Evaluator:
+    """The engine's `evaluate` hook: validation metrics, confusion matrix files and picture.
+
+    Args:
+        loader: validation crops (images, categories), in order.
+        out_dir: the run folder.
+        names: class names (the 23 categories).
+        tensorboard: draw the confusion matrix into `<out_dir>/tb` (step = epoch).
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self, loader: DataLoader, out_dir: str | Path, names: Sequence[str], tensorboard: bool, progress: bool = True
+    ) -> None:
+        self.loader, self.out_dir, self.names = loader, Path(out_dir), list(names)
+        self.tensorboard, self.progress = tensorboard, progress
+        self._writer: Any = None
+
+    def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:
+        """(model, 0-based epoch) -> {"val/acc", "val/map", "val_ap/<category>" for each category present}.
+
+        Per-class APs go under their own prefix so the engine's one-line epoch summary (which shows
+        the "val/" keys) stays short; TensorBoard then groups them in a section of their own.
+        """
+        logits, labels = predict(model, self.loader, progress=self.progress)
+        m = classification_metrics(softmax(logits), labels, self.names)
+        if is_main_process():
+            self._save(m, epoch)
+        out = {"val/acc": m["acc"], "val/map": m["map"]}
+        return out | {f"val_ap/{name}": ap for name, ap in m["ap"].items()}
+
+    def _save(self, m: dict[str, Any], epoch: int) -> None:
+        record = {"epoch": epoch, "categories": self.names, "acc": m["acc"], "map": m["map"], "ap": m["ap"]}
+        record["matrix"] = m["confusion"].tolist()
+        atomic_write_text(
+            self.out_dir / "confusion" / f"epoch_{epoch:03d}.json", json.dumps(record, ensure_ascii=False)
+        )
+        _atomic_save_npy(self.out_dir / "confusion.npy", m["confusion"])
+        if self.tensorboard:
+            if self._writer is None:
+                from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported when used
+
+                self._writer = SummaryWriter(str(self.out_dir / "tb"))
+            self._writer.add_image("val/confusion", render_confusion(m["confusion"]), epoch, dataformats="HWC")
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def build_parts(run: ClassifierRun) -> tuple[TrainParts, Evaluator]:
+    """Model, data and hooks of a classifier run.
+
+    Returns:
+        (the engine's TrainParts, the Evaluator (also `parts.evaluate`), whose `loader` is the
+        validation loader that `run_merging` reuses).
+    """
+    if run.model.num_classes != len(CATEGORIES):
+        raise ValueError(f"model.num_classes is {run.model.num_classes}; the crops carry {len(CATEGORIES)} categories")
+    seed_everything(run.train.seed, run.train.deterministic)  # the model's init depends on it
+    train_ds, val_ds = build_datasets(run.data, run.model.image_size)
+    train_loader, val_loader = build_loaders(run.data, train_ds, val_ds, run.train.seed)
+    model = build_classifier(run.model)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("classifier: %d trainable / %d parameters, %d train crops, %d val crops",
+             n_train, sum(p.numel() for p in model.parameters()), len(train_ds), len(val_ds))  # fmt: skip
+    evaluator = Evaluator(val_loader, run.train.out_dir, CATEGORIES, run.train.tensorboard, run.train.progress)
+    return TrainParts(model, train_loader, forward=classifier_forward, evaluate=evaluator), evaluator
+
+
+def run_merging(
+    checkpoint: str | Path, loader: DataLoader, cfg: MergeConfig, device: str = "auto", progress: bool = True
+) -> dict[str, Any]:
+    """Merge the categories a trained classifier confuses on validation; write the map and a report.
+
+    Writes `merge_map.json` (`{category: group}`) and `merging.json` (accuracy and mAP before and
+    after, the groups, each merge step) next to the checkpoint. After-merge metrics sum the class
+    probabilities of each group.
+
+    Args:
+        checkpoint: a classifier checkpoint (`best.pt`).
+        loader: the validation loader (images, categories).
+        cfg: the merging stop rules.
+        device: where to run the model.
+        progress: show a progress bar.
+
+    Returns:
+        The report written to `merging.json`.
+    """
+    checkpoint = Path(checkpoint)
+    model, _ = load_classifier(checkpoint)
+    logits, labels = predict(model.to(resolve_device(device)), loader, progress=progress)
+    probs = softmax(logits)
+    before = classification_metrics(probs, labels, CATEGORIES)
+    result = greedy_merge(before["confusion"], cfg, CATEGORIES)
+    merge_map = merge_map_from_groups(result.groups, CATEGORIES)
+    group_names, class_to_group = groups_from_merge_map(merge_map, CATEGORIES)
+    after = classification_metrics(
+        merge_scores(probs, class_to_group, len(group_names)), class_to_group[labels], group_names
+    )
+    report = {
+        "checkpoint": str(checkpoint),
+        "num_crops": len(labels),
+        "before": {"acc": before["acc"], "map": before["map"], "ap": before["ap"]},
+        "after": {"acc": after["acc"], "map": after["map"], "ap": after["ap"]},
+        "confusion_accuracy_after": result.accuracy_after,
+        "groups": [g for g in group_names if GROUP_SEP in g],
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "config": dataclasses.asdict(cfg),
+    }
+    save_merge_map(checkpoint.parent / "merge_map.json", merge_map)
+    atomic_write_text(checkpoint.parent / "merging.json", json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    log.info("merging: acc %.4f -> %.4f, mAP %.4f -> %.4f, %d merges (%s)",
+             before["acc"], after["acc"], before["map"], after["map"], len(result.steps), result.stop_reason)  # fmt: skip
+    return report

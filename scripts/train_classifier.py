@@ -1,0 +1,43 @@
+"""Train the garment classifier (VGG16-BN trunk + Inception-C head), then merge confused categories.
+
+    python scripts/train_classifier.py configs/classifier/vgg16bn_inceptionc.yaml
+    python scripts/train_classifier.py configs/smoke/classifier.yaml train.epochs=2 data.val_root=/data/val
+
+Writes to `train.out_dir`: config.yaml, train.log, metrics.jsonl (val/acc, val/map, val_ap/<category>),
+confusion/epoch_XXX.json, confusion.npy, tb/, last.pt, best.pt (by val/map), then merge_map.json and
+merging.json (accuracy and mAP before and after merging). Re-running resumes from last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from imagesearch.classifier.train import ClassifierRun, build_parts, run_merging
+from imagesearch.config import load_config
+from imagesearch.engine import fit
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Parse args, train with the engine, merge categories; returns the merging report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML config (deltas from ClassifierRun's defaults)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.01 train.epochs=2")
+    args = parser.parse_args(argv)
+    run = load_config(ClassifierRun, args.config, args.overrides)
+    parts, evaluator = build_parts(run)
+    try:
+        result = fit(parts, run.optim, run.train, run, best_metric="val/map", mode="max")
+    finally:
+        evaluator.close()
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    report = run_merging(checkpoint, evaluator.loader, run.merge, run.train.device, run.train.progress)
+    summary = {k: {"acc": report[k]["acc"], "map": report[k]["map"]} for k in ("before", "after")}
+    print(json.dumps(summary | {"groups": report["groups"]}, ensure_ascii=False))
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
