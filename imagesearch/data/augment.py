@@ -28,12 +28,19 @@ class AugmentConfig:
     min_crop_scale: float = 0.6  # detection: the random crop keeps at least this fraction of each side
     min_box_visibility: float = 0.5  # detection: drop a box when less than this fraction stays in the crop
     p: float = 0.5  # probability of each photometric / geometric op
+    saturation: float = 0.0  # +- fraction of saturation change (ColorJitter); 0 = off
+    hue: float = 0.0  # +- hue shift as a fraction of the colour circle (ColorJitter, <= 0.5); 0 = off
+    zoom_out: float = 0.0  # detection: shrink the content by up to this fraction (borders filled); 0 = off
 
 
 def _photometric(cfg: AugmentConfig) -> list[A.BasicTransform]:
-    if cfg.brightness <= 0 and cfg.contrast <= 0:
-        return []
-    return [A.RandomBrightnessContrast(brightness_limit=cfg.brightness, contrast_limit=cfg.contrast, p=cfg.p)]
+    ops: list[A.BasicTransform] = []
+    if cfg.brightness > 0 or cfg.contrast > 0:
+        ops.append(A.RandomBrightnessContrast(brightness_limit=cfg.brightness, contrast_limit=cfg.contrast, p=cfg.p))
+    if cfg.saturation > 0 or cfg.hue > 0:
+        # Colour shifts keep a detector from tying "garment" to the few colours of a small training set.
+        ops.append(A.ColorJitter(brightness=0, contrast=0, saturation=cfg.saturation, hue=cfg.hue, p=cfg.p))
+    return ops
 
 
 def crop_transform(size: int, train: bool, cfg: AugmentConfig | None = None) -> A.Compose:
@@ -61,15 +68,24 @@ def crop_transform(size: int, train: bool, cfg: AugmentConfig | None = None) -> 
     return A.Compose(ops)
 
 
-def detection_transform(train: bool, cfg: AugmentConfig | None = None) -> A.Compose:
+def detection_transform(
+    train: bool, cfg: AugmentConfig | None = None, size: int | None = None, normalize: bool = True
+) -> A.Compose:
     """Box-aware transform for detector training: pascal_voc boxes (x1, y1, x2, y2) in pixels.
 
-    The image keeps its size class (the SSD resizes internally); geometric ops move the boxes with
-    the pixels, a random crop keeps each side at >= `min_crop_scale`, and boxes that leave the crop
-    below `min_box_visibility` are dropped. Call as `t(image=rgb, bboxes=boxes, labels=labels)`.
+    Geometric ops move the boxes with the pixels, a random crop keeps each side at >= `min_crop_scale`,
+    and boxes that leave the crop below `min_box_visibility` are dropped; the others are clipped to it.
+    Call as `t(image=rgb, bboxes=boxes, labels=labels)`.
+
+    Args:
+        train: add the random augmentations (else only the resize and the tensor conversion).
+        cfg: augmentation strengths.
+        size: resize to (size, size) last, boxes included; None keeps the (cropped) size.
+        normalize: ImageNet-normalised float32 output; False gives the uint8 image (3, H, W) for a
+            model that normalises inside (torchvision's SSD does), a quarter of the bytes to collate.
 
     Returns:
-        A callable giving {"image": float32 tensor (3, H, W), "bboxes": (K, 4) array, "labels": list}.
+        A callable giving {"image": tensor (3, H, W), "bboxes": (K, 4) array, "labels": list}.
     """
     cfg = cfg or AugmentConfig()
     ops: list[A.BasicTransform] = []
@@ -77,16 +93,26 @@ def detection_transform(train: bool, cfg: AugmentConfig | None = None) -> A.Comp
         ops += _photometric(cfg)
         if cfg.hflip > 0:
             ops.append(A.HorizontalFlip(p=cfg.hflip))
-        if cfg.rotate > 0:
-            # rotate_method="ellipse" keeps rotated boxes tight on the garment instead of growing them.
+        if cfg.rotate > 0 or cfg.zoom_out > 0:
+            # rotate_method="ellipse" keeps rotated boxes tight on the garment instead of growing them;
+            # zooming out shows garments smaller than the data has them (live-stream frames hold small ones).
             ops.append(
                 A.Affine(
-                    rotate=(-cfg.rotate, cfg.rotate), rotate_method="ellipse", border_mode=cv2.BORDER_CONSTANT, p=cfg.p
+                    scale=(1.0 - cfg.zoom_out, 1.0),
+                    keep_ratio=True,
+                    rotate=(-cfg.rotate, cfg.rotate),
+                    rotate_method="ellipse",
+                    border_mode=cv2.BORDER_CONSTANT,
+                    p=cfg.p,
                 )
             )
         if cfg.min_crop_scale < 1:
             ops.append(_box_keeping_crop(cfg))
-    ops += [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
+    if size is not None:
+        ops.append(A.Resize(size, size, interpolation=cv2.INTER_LINEAR))
+    if normalize:
+        ops.append(A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD))
+    ops.append(ToTensorV2())
     return A.Compose(
         ops,
         bbox_params=A.BboxParams(

@@ -1,0 +1,160 @@
+"""The detector's run config (`DetectorRun`) and what the engine needs to train it (`build_parts`).
+
+One epoch draws `data.budget` samples, class-balanced over categories, `data.frames_ratio` of them
+video frames (the original drew ~10k frames and ~10k product images); AP@0.5 on the validation split
+picks `best.pt`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from imagesearch.data.augment import AugmentConfig, detection_transform
+from imagesearch.data.reader import load_split
+from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
+from imagesearch.detector.model import DetectorModelConfig, build_detector
+from imagesearch.detector.sampler import ClassBalancedSampler
+from imagesearch.engine import OptimConfig, TrainConfig, TrainParts
+from imagesearch.metrics.detection import voc_ap50
+
+log = logging.getLogger(__name__)
+
+BEST_METRIC = "val/ap50"
+
+
+@dataclass
+class DetectorDataConfig:
+    """Where the data is and how it is drawn.
+
+    Attributes:
+        train_root, val_root: splits in the competition layout.
+        cache_dir: decoded annotated frames (see `detector.data.cache_frames`).
+        frames_ratio: share of each epoch's draws that are video frames (the rest product images).
+        budget: samples drawn per epoch, class-balanced over categories (original: ~10k + ~10k).
+        val_budget: validation images scored each epoch, a fixed random subset; 0 = all.
+        keep_empty: also use frames / images whose annotation has no garment, as negatives.
+        batch_size, num_workers: DataLoader settings; num_workers also decodes the frame cache.
+    """
+
+    train_root: str = "data/train"
+    val_root: str = "data/val"
+    cache_dir: str = "data/cache/detector_frames"
+    frames_ratio: float = 0.5
+    budget: int = 20000
+    val_budget: int = 2000
+    keep_empty: bool = False
+    batch_size: int = 32
+    num_workers: int = 4
+
+
+def _default_optim() -> OptimConfig:
+    # SSD300 at lr 1e-3 without clipping diverges within a few steps from a fresh head: clip by default.
+    return OptimConfig(name="sgd", lr=1e-3, momentum=0.9, weight_decay=5e-4, warmup_iters=500, grad_clip=10.0)
+
+
+@dataclass
+class DetectorRun:
+    """Everything `scripts/train_detector.py` reads (defaults <- YAML <- key=value overrides)."""
+
+    data: DetectorDataConfig = field(default_factory=DetectorDataConfig)
+    model: DetectorModelConfig = field(default_factory=DetectorModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=_default_optim)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir="runs/detector", epochs=12))
+
+
+def detector_forward(model: nn.Module, batch: tuple[Tensor, list[dict[str, Tensor]]], device: torch.device) -> dict:
+    """Engine hook: uint8 batch (N, 3, S, S) and targets -> SSD's loss dict {bbox_regression, classification}."""
+    images, targets = batch
+    x = images.to(device, non_blocking=True).float().div_(255.0)
+    targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+    return model(list(x), targets)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> dict[str, float]:
+    """AP@0.5 (VOC, `metrics.voc_ap50`) of `model` on a loader of (uint8 images, targets).
+
+    Boxes are compared in the resized image's pixels: IoU is unchanged by scaling each axis, so this
+    equals AP on the original images.
+
+    Returns:
+        {"val/ap50": mean AP over the classes with ground truth, "val/images": images scored}.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    predictions, truths = [], []
+    for images, targets in tqdm(loader, desc="val", disable=not progress, leave=False):
+        outputs = model(list(images.to(device).float().div_(255.0)))
+        predictions += [{k: v.cpu() for k, v in out.items()} for out in outputs]
+        truths += targets
+    model.train(was_training)
+    result = voc_ap50(predictions, truths)
+    return {BEST_METRIC: float(result["mAP"]), "val/images": float(len(truths))}
+
+
+def _subset(samples: list[DetectionSample], budget: int, seed: int) -> list[DetectionSample]:
+    if budget <= 0 or budget >= len(samples):
+        return samples
+    keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=budget, replace=False))
+    return [samples[i] for i in keep]
+
+
+def build_datasets(cfg: DetectorRun) -> tuple[DetectionDataset, DetectionDataset]:
+    """(train, val) datasets: train with the box-aware augmentations, val resized only."""
+    d, size = cfg.data, cfg.model.size
+    progress = cfg.train.progress
+    datasets = []
+    for root, train in ((d.train_root, True), (d.val_root, False)):
+        split = load_split(root)
+        samples = build_samples(split, d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=progress)
+        if not samples:
+            raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
+        if not train:
+            samples = _subset(samples, d.val_budget, cfg.train.seed)
+        transform = detection_transform(train, cfg.augment, size=size, normalize=False)
+        datasets.append(DetectionDataset(samples, transform, cfg.model.classes))
+        n_frames = sum(s.source == "frame" for s in samples)
+        log.info("%s: %d frames, %d product images", root, n_frames, len(samples) - n_frames)
+    return datasets[0], datasets[1]
+
+
+def build_parts(cfg: DetectorRun) -> TrainParts:
+    """Model, class-balanced train loader, forward and evaluate hooks for `engine.fit`."""
+    if not 0.0 <= cfg.data.frames_ratio <= 1.0:
+        raise ValueError(f"data.frames_ratio must be in [0, 1], got {cfg.data.frames_ratio}")
+    train_set, val_set = build_datasets(cfg)
+    train_set.transform.set_random_seed(cfg.train.seed)  # with num_workers=0; workers re-seed their copy
+    sampler = ClassBalancedSampler(
+        [s.categories for s in train_set.samples],
+        cfg.data.budget,
+        groups=[s.source for s in train_set.samples],
+        group_ratios={"frame": cfg.data.frames_ratio, "image": 1.0 - cfg.data.frames_ratio},
+        seed=cfg.train.seed,
+    )
+    pin = cfg.train.device != "cpu" and torch.cuda.is_available()
+    common = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": pin}
+    train_loader = DataLoader(
+        train_set,
+        batch_size=cfg.data.batch_size,
+        sampler=sampler,
+        generator=torch.Generator().manual_seed(cfg.train.seed),
+        worker_init_fn=seed_worker_transform,
+        **common,
+    )
+    val_loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **common)
+    model = build_detector(cfg.model)
+    progress = cfg.train.progress
+
+    def run_eval(model: nn.Module, epoch: int) -> dict[str, float]:
+        return evaluate(model, val_loader, progress)
+
+    return TrainParts(model=model, train_loader=train_loader, forward=detector_forward, evaluate=run_eval)

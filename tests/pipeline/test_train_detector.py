@@ -1,0 +1,81 @@
+"""`scripts/train_detector.py main(argv)` on generated splits: train, resume, metrics, checkpoints, inference."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+from imagesearch.detector.model import Detector
+from imagesearch.synthetic import SyntheticConfig, generate_split
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SMOKE = REPO_ROOT / "configs" / "smoke" / "detector.yaml"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_detector", REPO_ROOT / "scripts" / "train_detector.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine OpenMP barriers make
+    # two threads several times slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("detector_data")
+    cfg = SyntheticConfig(frames=41, width=64, height=112, image_size=96, min_images=1, max_images=2, text=False)
+    return generate_split(root / "train", 3, seed=11, config=cfg), generate_split(root / "val", 2, seed=12, config=cfg)
+
+
+def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
+    main = _load_script().main
+    out = tmp_path / "run"
+    args = [
+        str(SMOKE),
+        f"data.train_root={splits[0]}",
+        f"data.val_root={splits[1]}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"train.out_dir={out}",
+        "data.budget=8",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "model.size=64",
+        "model.width_mult=0.125",
+        "train.progress=false",
+    ]
+    first = main([*args, "train.epochs=1"])
+    assert first.epochs_trained == 1
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "train.log"):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())  # TensorBoard events
+    second = main([*args, "train.epochs=2"])  # resumes from last.pt: only epoch 1 is trained
+    assert second.epochs_trained == 1
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert [r["global_step"] for r in rows] == [2, 4]  # 8 samples / batch 4 = 2 steps per epoch
+    for row in rows:
+        assert 0.0 <= row["val/ap50"] <= 1.0 and row["val/images"] > 0
+        assert np.isfinite([row["train/bbox_regression"], row["train/classification"]]).all()
+    # The best checkpoint serves the inference API, with the run's model config.
+    detector = Detector.from_checkpoint(out / "best.pt")
+    assert detector.size == (64, 64)
+    frame = np.random.default_rng(0).integers(0, 256, (112, 64, 3), dtype=np.uint8)
+    result = detector.detect([frame, frame[:50]])
+    assert len(result) == 2 and result[1]["boxes"].shape[1] == 4
+    assert (result[1]["boxes"][:, 3] <= 50).all()
