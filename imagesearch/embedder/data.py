@@ -1,0 +1,238 @@
+"""Embedder data: identity crops of the training splits, triplet or P x K loaders, the validation retrieval set.
+
+Crops are cut once per split into a cache (`imagesearch.data.crops.extract_crops`). Only product
+instances are kept (distractors, instance_id 0, have no identity; `sampler.is_identity_crop`).
+Training identities are instance ids, mapped to 0..n-1 by an `IdentityMap` (see `sampler`).
+Validation is retrieval: frame crops (queries) against product-image crops (gallery) of a separate
+split, labelled by item id (what the matcher has to find).
+
+Training datasets are keyed by what the samplers yield, augmentation seed included (`SeededCrops`,
+`TripletDataset`), so a run's augmentations, like its draws, follow from (train.seed, epoch) alone:
+two runs with one config give the same numbers, and a resumed run those of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+
+from imagesearch.data.augment import AugmentConfig, crop_transform
+from imagesearch.data.crops import CropDataset, CropRecord, extract_crops
+from imagesearch.data.reader import load_split
+from imagesearch.embedder.sampler import PKSampler, TripletSampler, is_identity_crop
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("triplet", "pk")
+
+
+@dataclass
+class EmbedderDataConfig:
+    """Where the crops come from and how training batches are formed.
+
+    Attributes:
+        train_roots: training split folders (competition layout).
+        val_root: the validation split folder; "" = no validation (best.pt then follows train/loss).
+        cache_dir: parent folder of the crop caches.
+        margin: box growth on each side, as a fraction of the box size.
+        max_side: longer side of a cached crop, in pixels.
+        sampler: "triplet" (the original's anchor/positive/negative triplets, `TripletSampler`) or
+            "pk" (P identities x K crops per batch, `PKSampler`; for mining and ArcFace).
+        batch_size: triplets per batch ("triplet"; a batch embeds 3 x batch_size crops).
+        triplets_per_epoch: "triplet": 0 = one triplet per usable anchor frame crop.
+        p, k: "pk": identities per batch and crops per identity.
+        batches_per_epoch: "pk": 0 = usable crops // (p * k).
+        eval_batch_size: crops per forward pass in validation.
+        num_workers: loader worker processes.
+        augment: training augmentation strengths.
+    """
+
+    train_roots: list[str] = field(default_factory=lambda: ["data/train_dataset_part1"])
+    val_root: str = "data/validation_dataset_part1"
+    cache_dir: str = "data/cache/crops"
+    margin: float = 0.1
+    max_side: int = 256
+    sampler: str = "triplet"
+    batch_size: int = 32
+    triplets_per_epoch: int = 0
+    p: int = 16
+    k: int = 4
+    batches_per_epoch: int = 0
+    eval_batch_size: int = 64
+    num_workers: int = 4
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+class IdentityMap:
+    """Instance id -> training label 0..n-1 (sorted ids); called on a `CropRecord` as a CropDataset target.
+
+    A class rather than a closure so that DataLoader workers can pickle it.
+    """
+
+    def __init__(self, instance_ids: list[int]) -> None:
+        self.index = {iid: i for i, iid in enumerate(sorted(set(instance_ids)))}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __call__(self, record: CropRecord) -> int:
+        return self.index[record.instance_id]
+
+
+def no_target(record: CropRecord) -> int:
+    """Validation crops need no target (labels are kept aside); module-level so workers can pickle it."""
+    return 0
+
+
+def load_identity_crops(root: str | Path, cfg: EmbedderDataConfig) -> tuple[Path, list[CropRecord]]:
+    """Read a split, cut (or reuse) its crops and keep the product-instance ones.
+
+    Returns:
+        (the cache folder, the kept records: frame and product-image crops with instance_id > 0).
+    """
+    split = load_split(root)
+    if split.skipped:
+        log.warning("%s: %d malformed records skipped", root, len(split.skipped))
+    folder, records = extract_crops(split, cfg.cache_dir, margin=cfg.margin, max_side=cfg.max_side)
+    kept = [r for r in records if is_identity_crop(r)]
+    frames = sum(r.source == "frame" for r in kept)
+    log.info("%s: %d identity crops (frames %d, product images %d)", root, len(kept), frames, len(kept) - frames)
+    return folder, kept
+
+
+class SeededCrops(Dataset):
+    """Crops keyed by (index, aug_seed), as `PKSampler` yields them: the transform is re-seeded per crop.
+
+    Args:
+        crops: a dataset of (image (3, S, S), label) pairs (CropDatasets) whose transform is `transform`.
+        transform: the albumentations Compose the crops use (shared object), re-seeded before each crop.
+    """
+
+    def __init__(self, crops: Dataset, transform: Any) -> None:
+        self.crops, self.transform = crops, transform
+
+    def __len__(self) -> int:
+        return len(self.crops)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        index, aug_seed = key
+        self.transform.set_random_seed(aug_seed)
+        return self.crops[index]
+
+
+class TripletDataset(SeededCrops):
+    """Crops as (anchor, positive, negative) triplets, keyed by the (a, p, n, aug_seed) of a `TripletSampler`.
+
+    `dataset[(a, p, n, aug_seed)]` returns the three images (3, S, S) float32, augmented from a generator
+    seeded with aug_seed, and their labels (3,) int64. The draws (and so the seeding) live in the sampler:
+    pass it as the DataLoader's `sampler`; `engine.fit` re-seeds it every epoch through `set_epoch`.
+    """
+
+    def __getitem__(self, key: tuple[int, int, int, int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # type: ignore[override]
+        *triple, aug_seed = key
+        self.transform.set_random_seed(aug_seed)
+        (a, la), (p, lp), (n, ln) = (self.crops[i] for i in triple)
+        return a, p, n, torch.stack([la, lp, ln])
+
+
+def collate_triplets(batch: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack B triplets into one forward pass.
+
+    Returns:
+        images (3B, 3, S, S): the B anchors, then the B positives, then the B negatives;
+        labels (3B,) in the same order; triplets (3, B): row indices of (anchor, positive, negative).
+    """
+    anchors, positives, negatives, labels = zip(*batch, strict=True)
+    b = len(batch)
+    images = torch.stack([*anchors, *positives, *negatives])
+    flat = torch.stack(labels).T.reshape(-1)  # (3, B) -> anchors' labels, positives', negatives'
+    triplets = torch.arange(3 * b).view(3, b)
+    return images, flat, triplets
+
+
+def build_train_loader(
+    cfg: EmbedderDataConfig, image_size: int, seed: int
+) -> tuple[DataLoader, IdentityMap, list[CropRecord]]:
+    """The training loader of `cfg.train_roots`, by `cfg.sampler`.
+
+    Returns:
+        (loader, identity map, training records). A "triplet" loader yields (images (3B, 3, S, S),
+        labels (3B,), triplets (3, B)); a "pk" loader yields (images (P*K, 3, S, S), labels (P*K,)).
+
+    Raises:
+        ValueError: an unknown sampler, no training roots, or no crops.
+    """
+    if cfg.sampler not in SAMPLERS:
+        raise ValueError(f"data.sampler: unknown sampler {cfg.sampler!r}, expected one of {list(SAMPLERS)}")
+    if not cfg.train_roots:
+        raise ValueError("data.train_roots is empty")
+    loaded = [load_identity_crops(root, cfg) for root in cfg.train_roots]
+    records = [r for _, recs in loaded for r in recs]
+    if not records:
+        raise ValueError(f"data.train_roots {cfg.train_roots}: no product-instance crops")
+    identities = IdentityMap([r.instance_id for r in records])
+    transform = crop_transform(image_size, train=True, cfg=cfg.augment)
+    crops = ConcatDataset([CropDataset(folder, recs, transform, identities) for folder, recs in loaded if recs])
+    generator = torch.Generator().manual_seed(seed)
+    common: dict[str, Any] = {"num_workers": cfg.num_workers, "generator": generator, "persistent_workers": False}
+    if cfg.sampler == "triplet":
+        sampler = TripletSampler(records, cfg.triplets_per_epoch, seed=seed)
+        loader = DataLoader(
+            TripletDataset(crops, transform),
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            collate_fn=collate_triplets,
+            **common,
+        )
+    else:
+        labels = [identities(r) for r in records]
+        pk = PKSampler(labels, [r.source for r in records], cfg.p, cfg.k, cfg.batches_per_epoch, seed=seed)
+        loader = DataLoader(SeededCrops(crops, transform), batch_sampler=pk, **common)
+    return loader, identities, records
+
+
+@dataclass
+class RetrievalSet:
+    """Validation retrieval: frame crops (queries) against product-image crops (gallery).
+
+    Attributes:
+        queries, gallery: loaders of (image (3, S, S), 0) in order.
+        query_labels, gallery_labels: item ids, aligned with the loaders.
+    """
+
+    queries: DataLoader
+    gallery: DataLoader
+    query_labels: list[str]
+    gallery_labels: list[str]
+
+
+def build_retrieval_set(root: str | Path, cfg: EmbedderDataConfig, image_size: int) -> RetrievalSet:
+    """Frame and product-image crops of a validation split, resized only.
+
+    Raises:
+        ValueError: the split has no frame crops or no product-image crops.
+    """
+    folder, records = load_identity_crops(root, cfg)
+    transform = crop_transform(image_size, train=False, cfg=cfg.augment)
+    parts = {s: [r for r in records if r.source == s] for s in ("frame", "image")}
+    if not parts["frame"] or not parts["image"]:
+        raise ValueError(
+            f"{root}: validation needs frame and product-image crops, got {len(parts['frame'])} and {len(parts['image'])}"
+        )
+
+    def loader(recs: list[CropRecord]) -> DataLoader:
+        ds = CropDataset(folder, recs, transform, no_target)
+        return DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers)
+
+    return RetrievalSet(
+        queries=loader(parts["frame"]),
+        gallery=loader(parts["image"]),
+        query_labels=[r.item_id for r in parts["frame"]],
+        gallery_labels=[r.item_id for r in parts["image"]],
+    )

@@ -1,0 +1,49 @@
+"""Train the embedder (triplet or ArcFace) on garment crops, or evaluate one on the validation split.
+
+    python scripts/train_embedder.py configs/embedder/triplet.yaml [key=value ...]
+    python scripts/train_embedder.py configs/embedder/arcface.yaml optim.lr=3e-4 train.epochs=2
+    python scripts/train_embedder.py configs/smoke/embedder.yaml --evaluate                  # untrained baseline
+    python scripts/train_embedder.py configs/smoke/embedder.yaml --evaluate --checkpoint runs/x/best.pt
+
+Writes to `train.out_dir`: config.yaml, train.log, metrics.jsonl (val/recall@1/5/20, val/map), tb/,
+last.pt, best.pt (by val/recall@1). Re-running resumes from last.pt. `--evaluate` writes eval.json there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from imagesearch.config import atomic_write_text, load_config
+from imagesearch.embedder.train import BEST_METRIC, EmbedderRun, build_parts, evaluate_run
+from imagesearch.engine import fit
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Parse args, then train with the engine (or only evaluate); returns the last validation metrics."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML config (deltas from EmbedderRun's defaults)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=3e-4 train.epochs=2")
+    parser.add_argument("--evaluate", action="store_true", help="only evaluate (no training); writes eval.json")
+    parser.add_argument("--checkpoint", default=None, help="with --evaluate: a trained embedder checkpoint")
+    args = parser.parse_intermixed_args(argv)  # flags may sit among the key=value overrides
+    if args.checkpoint and not args.evaluate:
+        parser.error("--checkpoint needs --evaluate")
+    run = load_config(EmbedderRun, args.config, args.overrides)
+    if args.evaluate:
+        metrics = evaluate_run(run, args.checkpoint)
+        atomic_write_text(Path(run.train.out_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")
+    else:
+        parts, run = build_parts(run)
+        best = BEST_METRIC if parts.evaluate is not None else "train/loss"
+        result = fit(parts, run.optim, run.train, run, best_metric=best, mode="max" if parts.evaluate else "min")
+        metrics = {k: v for k, v in result.last_metrics.items() if k.startswith(("val/", "train/loss"))}
+    print(json.dumps(metrics))
+    return metrics
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
