@@ -1,0 +1,21 @@
+"""Evaluation (SPEC §2, §3 stage 8): `evaluate_split` runs gallery + matcher + metrics + report on a split."""
+
+from imagesearch.evaluation.evaluate import (
+    ClassifierSection,
+    DataSection,
+    DetectorSection,
+    EvalRun,
+    IndexSection,
+    ReportConfig,
+    evaluate_split,
+)
+
+__all__ = [
+    "ClassifierSection",
+    "DataSection",
+    "DetectorSection",
+    "EvalRun",
+    "IndexSection",
+    "ReportConfig",
+    "evaluate_split",
+]

@@ -1,0 +1,320 @@
+"""Evaluate retrieval on an annotated split: gallery, matcher, `result.json`, metrics, report (SPEC §2, §3 stage 8).
+
+`evaluate_split(cfg)` runs the whole chain and writes under `cfg.out_dir`:
+- `result.json`: the competition's format (plus `ranked_items`);
+- `metrics.json`: the official S1/S2/S3 F1 and weighted score over all annotated videos (missing
+  videos count as misses) and over the present videos only, with counts; top-1/5/20 item accuracy;
+  per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames; detector
+  AP@0.5 on the sampled annotated frames (detector mode); videos missing / unreadable;
+- `report.html` (+ `img/`, optional GIFs) when `report.html` is on;
+- `config.yaml`: the resolved config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagesearch.config import atomic_write_text, write_config
+from imagesearch.data.crops import cut_crop
+from imagesearch.data.reader import load_split
+from imagesearch.data.records import Split
+from imagesearch.data.video import VideoError, read_frames
+from imagesearch.features.extract import CropClassifier, CropFeatures, FeatureConfig, build_extractor
+from imagesearch.features.fusion import choose_fusion_weight
+from imagesearch.matching.gallery import GalleryConfig, build_gallery
+from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
+from imagesearch.metrics.detection import voc_ap50
+from imagesearch.metrics.official import ScoreReport, score
+from imagesearch.metrics.retrieval import recall_at_k
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ClassifierSection",
+    "DataSection",
+    "DetectorSection",
+    "EvalRun",
+    "IndexSection",
+    "ReportConfig",
+    "annotated_query_parts",
+    "evaluate_split",
+    "tune_fusion_weight",
+]
+
+KS = (1, 5, 20)
+
+
+@dataclass
+class DataSection:
+    """The split evaluated. `split` is usually given on the command line."""
+
+    split: str = ""
+    strict: bool = False  # raise on the first malformed record instead of skipping it
+
+
+@dataclass
+class DetectorSection(DetectionConfig):
+    """A detector checkpoint ("" = none) and how its boxes are post-processed (see `DetectionConfig`)."""
+
+    checkpoint: str = ""
+    device: str = "auto"
+
+
+@dataclass
+class ClassifierSection:
+    """A classifier checkpoint and its category merge map, for the category-consistency filter.
+
+    Used only with `matcher.category_filter`. `merge_map` "" reads `merge_map.json` beside the
+    checkpoint when present.
+    """
+
+    checkpoint: str = ""
+    merge_map: str = ""
+    batch_size: int = 64
+    device: str = "auto"
+
+
+@dataclass
+class IndexSection:
+    """The gallery index: "brute" (exact, default), "faiss_flat" or "faiss_ivf" (`nlist`, `nprobe`)."""
+
+    kind: str = "brute"
+    nlist: int = 100
+    nprobe: int = 8
+
+
+@dataclass
+class ReportConfig:
+    """The HTML report: videos worst first, sampled frames with boxes, top product images.
+
+    Attributes:
+        html: write report.html and its images.
+        gif: also write an animated GIF of each video's sampled frames.
+        max_videos: at most this many videos on the page (worst first); the rest are only counted.
+        top_k: ranked items shown per video.
+        thumb_side: longer side of the frame and product thumbnails, in pixels.
+        gif_ms: GIF frame duration in milliseconds.
+    """
+
+    html: bool = True
+    gif: bool = False
+    max_videos: int = 200
+    top_k: int = 5
+    thumb_side: int = 240
+    gif_ms: int = 500
+
+
+@dataclass
+class EvalRun:
+    """Everything `scripts/evaluate_top20.py` reads (defaults <- YAML <- key=value overrides)."""
+
+    data: DataSection = field(default_factory=DataSection)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    detector: DetectorSection = field(default_factory=DetectorSection)
+    classifier: ClassifierSection = field(default_factory=ClassifierSection)
+    index: IndexSection = field(default_factory=IndexSection)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    out_dir: str = "runs/eval"
+    progress: bool = True
+
+
+def _load_models(cfg: EvalRun) -> dict[str, Any]:
+    from imagesearch.classifier.merging import load_merge_map
+
+    models: dict[str, Any] = {"detector": None, "classify": None, "merge_map": None, "files": []}
+    if cfg.detector.checkpoint:
+        from imagesearch.detector.model import Detector  # a trained stage: imported only when used
+
+        path = Path(cfg.detector.checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"detector.checkpoint: detector checkpoint not found: {path}")
+        models["detector"] = Detector.from_checkpoint(path, device=_device(cfg.detector.device))
+        models["det_file"] = path
+    elif not cfg.matcher.gt_boxes or cfg.gallery.boxes == "detector":
+        raise ValueError(
+            "detector.checkpoint is empty: set it, or use matcher.gt_boxes=true and gallery.boxes=annotated"
+        )
+    # Categories only serve the category-consistency filter: without it, classifying every crop is wasted.
+    if cfg.classifier.checkpoint and cfg.matcher.category_filter:
+        models["classify"] = CropClassifier(cfg.classifier.checkpoint, cfg.classifier.batch_size, cfg.classifier.device)
+        merge = Path(cfg.classifier.merge_map or Path(cfg.classifier.checkpoint).parent / "merge_map.json")
+        if cfg.classifier.merge_map or merge.is_file():
+            models["merge_map"] = load_merge_map(merge)
+    return models
+
+
+def _device(spec: str) -> str:
+    from imagesearch.distributed import resolve_device
+
+    return str(resolve_device(spec))
+
+
+def _level(report: ScoreReport) -> dict[str, Any]:
+    levels = {lv: vars(getattr(report, lv)) for lv in ("s1", "s2", "s3")}
+    return {**levels, "score": report.score, "num_videos": report.num_scope_videos}
+
+
+def _crop_recall(traces: list[VideoTrace], gallery_items: np.ndarray) -> dict[str, Any] | None:
+    pairs = [p for t in traces for p in t.annotated]
+    if not pairs:
+        return None
+    rows = np.stack([r for _, r in pairs])
+    labels = np.where(rows >= 0, gallery_items[np.clip(rows, 0, None)], "")  # padded columns match nothing
+    queries = np.array([item for item, _ in pairs])
+    # recall_at_k takes ranked gallery indices; give it the (Q, k) rows against the gallery's labels.
+    scores = recall_at_k(np.arange(rows.size).reshape(rows.shape), queries, labels.reshape(-1), KS)
+    return {**scores, "num_crops": len(pairs)}
+
+
+def _detector_ap(traces: list[VideoTrace]) -> dict[str, Any] | None:
+    pairs = [p for t in traces for p in t.detections]
+    if not pairs:
+        return None
+    ap = voc_ap50([p for p, _ in pairs], [g for _, g in pairs])
+    return {"ap50": ap["mAP"], "num_frames": len(pairs), "num_gt": int(sum(ap["num_gt"].values()))}
+
+
+def _video_counts(split: Split, traces: list[VideoTrace]) -> dict[str, Any]:
+    status = {t.video_id: t.status for t in traces}
+    ids = lambda s: sorted(v for v, st in status.items() if st == s)  # noqa: E731
+    predicted = sorted(t.video_id for t in traces if t.decision is not None and not t.decision.abstained)
+    return {
+        "annotated": len(split.videos),
+        "present": sum(v.present for v in split.videos.values()),
+        "evaluated": sum(st in ("ok", "no garments") for st in status.values()),
+        "predicted": len(predicted),
+        "abstained": sum(t.decision is not None and t.decision.abstained for t in traces),
+        "missing": len(ids("missing")),
+        "unreadable": len(ids("unreadable")),
+        "no_garments": len(ids("no garments")),
+        "missing_ids": ids("missing"),
+        "unreadable_ids": ids("unreadable"),
+    }
+
+
+def compute_metrics(split: Split, traces: list[VideoTrace], results: dict[str, dict], gallery_items: np.ndarray) -> tuple[dict[str, Any], ScoreReport]:  # fmt: skip
+    """metrics.json content and the all-videos score report (the report page reads its per-video reasons)."""
+    report_all = score(split, results)
+    present = [v for v, t in ((t.video_id, t) for t in traces) if t.status in ("ok", "no garments")]
+    report_present = score(split, results, video_ids=present)
+    metrics = {
+        "split": str(split.root),
+        "videos": _video_counts(split, traces),
+        "official": {"all": _level(report_all), "present": _level(report_present)},
+        "topk": {"all": report_all.topk, "present": report_present.topk},
+        "crop_recall": _crop_recall(traces, gallery_items),
+        "detector_ap50": _detector_ap(traces),
+    }
+    return metrics, report_all
+
+
+def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
+    """Run the gallery, the matcher and the metrics on one annotated split; write the outputs.
+
+    Args:
+        cfg: the resolved run config (`cfg.data.split` must be set).
+
+    Returns:
+        The metrics dict written to `<out_dir>/metrics.json`.
+
+    Raises:
+        ValueError: no split, or no detector where one is needed.
+        FileNotFoundError: a split, weights file or checkpoint that does not exist.
+    """
+    from imagesearch.evaluation.report import FrameThumbs, write_report
+
+    start = time.time()
+    if not cfg.data.split:
+        raise ValueError("data.split is empty: give the split folder (SPLIT on the command line)")
+    out = Path(cfg.out_dir)
+    write_config(cfg, out)
+    split = load_split(cfg.data.split, strict=cfg.data.strict)
+    extractor = build_extractor(cfg.features)
+    models = _load_models(cfg)
+    det_boxes = cfg.gallery.boxes == "detector"
+    files = [models["det_file"]] if det_boxes else []
+    if det_boxes and models["classify"] is not None:
+        files.append(Path(cfg.classifier.checkpoint))
+    gallery = build_gallery(
+        split, extractor, cfg.gallery, detector=models["detector"] if det_boxes else None,
+        classify=models["classify"] if det_boxes else None, model_files=files, progress=cfg.progress,
+    )  # fmt: skip
+    index_kwargs = {"nlist": cfg.index.nlist, "nprobe": cfg.index.nprobe} if cfg.index.kind == "faiss_ivf" else {}
+    matcher = Matcher(
+        gallery, extractor, cfg.matcher, cfg.detector, models["detector"], models["classify"],
+        models["merge_map"], cfg.index.kind, index_kwargs,
+    )  # fmt: skip
+    thumbs = FrameThumbs(out / "img", cfg.report.thumb_side) if cfg.report.html else None
+    traces = matcher.run(split, on_frames=thumbs, progress=cfg.progress)
+    results = results_of(traces)
+    atomic_write_text(out / "result.json", json.dumps(results, ensure_ascii=False, indent=1) + "\n")
+    metrics, report_all = compute_metrics(split, traces, results, np.array(gallery.item_ids))
+    metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key, "built": gallery.built}  # fmt: skip
+    metrics["features"] = {"kind": cfg.features.kind, "lbp_weight": cfg.features.lbp_weight}
+    if thumbs is not None:
+        page = write_report(out, split, traces, report_all, gallery, cfg.report, thumbs, metrics)
+        metrics["report"] = str(page)
+    metrics["time_s"] = round(time.time() - start, 2)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
+    return metrics
+
+
+def annotated_query_parts(
+    split: Split, extractor: CropFeatures, margin: float, max_side: int, progress: bool = True
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Feature parts of every annotated product crop (instance > 0) of every annotated frame of the present videos.
+
+    Returns:
+        ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
+    """
+    from tqdm import tqdm
+
+    chunks, items = [], []
+    for video in tqdm([v for v in split.videos.values() if v.present], desc="query crops", disable=not progress):
+        frames = [f for f in video.frames if any(b.instance_id in split.instance_to_item for b in f.boxes)]
+        try:
+            images = read_frames(video.path, [f.frame_index for f in frames])
+        except VideoError as exc:
+            log.warning("%s; left out of the fusion tuning", exc)
+            continue
+        crops = []
+        for f, rgb in zip(frames, images, strict=True):
+            for b in f.boxes:
+                if b.instance_id in split.instance_to_item:
+                    crops.append(cut_crop(rgb, b.xyxy, margin, max_side))
+                    items.append(split.instance_to_item[b.instance_id])
+        if crops:
+            chunks.append(extractor.parts(crops))
+    if not chunks:
+        raise ValueError(f"{split.root}: no annotated product crop in a present video to tune the fusion on")
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, items
+
+
+def tune_fusion_weight(cfg: EvalRun, candidates: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)) -> dict[str, Any]:
+    """Choose `features.lbp_weight` on a validation split (`cfg.data.split`), with annotated boxes.
+
+    Queries are the annotated product crops of the annotated frames, the gallery the annotated product
+    crops of the product images (cached as in `evaluate_split`); `choose_fusion_weight` picks the
+    weight with the best crop top-1, weight 0 included and ties to the smaller weight, so on this
+    split the fusion is never worse than the global feature alone.
+
+    Returns:
+        {"lbp_weight", "table": [{"weight", "top1"}], "split", "num_queries", "num_gallery"}.
+    """
+    split = load_split(cfg.data.split, strict=cfg.data.strict)
+    extractor = build_extractor(cfg.features)
+    gallery = build_gallery(split, extractor, replace(cfg.gallery, boxes="annotated"), progress=cfg.progress)
+    parts, items = annotated_query_parts(split, extractor, cfg.matcher.margin, cfg.matcher.max_side, cfg.progress)
+    weight, table = choose_fusion_weight(parts, gallery.parts, items, gallery.item_ids, candidates)
+    log.info("fusion: lbp_weight %.3g chosen on %s: %s", weight, split.root, table)
+    return {"lbp_weight": weight, "table": table, "split": str(split.root), "num_queries": len(items), "num_gallery": len(gallery)}  # fmt: skip

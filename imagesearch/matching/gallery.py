@@ -1,0 +1,343 @@
+"""The gallery: feature parts of every product-image garment, built once and cached on disk.
+
+A gallery row is one garment of one product image: its box comes from the image annotation
+(`boxes: annotated`) or from the detector (`boxes: detector`), its category from the annotation or
+from the classifier. The feature parts ("global", "lbp", see `features.extract`) are stored
+unfused, so the fusion weight can change without a rebuild.
+
+Cache: `<cache_dir>/<key>/parts.npz` + `meta.json` (rows and provenance, written last and
+atomically: a folder without it is incomplete and is rebuilt). The key is a SHA-1 of everything
+that decides the rows: the gallery and feature settings, the split (each product image's path, size,
+mtime and annotation boxes) and the content of every model file used (`file_fingerprint`). A
+changed checkpoint, setting or image therefore gives a new key, so a stale cache is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from imagesearch.config import atomic_write_text, config_to_dict
+from imagesearch.data.crops import cut_crop
+from imagesearch.data.records import ProductImage, Split
+from imagesearch.features.extract import CropFeatures
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Gallery", "GalleryConfig", "GalleryRecord", "build_gallery", "file_fingerprint", "gallery_key"]
+
+BOX_SOURCES = ("annotated", "detector")
+FULL_HASH_LIMIT = 256 * 2**20  # bytes; bigger files are fingerprinted by size, mtime and their ends
+EDGE_BYTES = 2**20
+CACHE_VERSION = 1
+
+
+@dataclass
+class GalleryConfig:
+    """The `gallery` section of an evaluation config.
+
+    Attributes:
+        boxes: "annotated" (the image annotations' boxes) or "detector" (the detector's, on every image).
+        include_distractors: annotated boxes only: also keep garments with instance_id 0.
+        margin: crop growth on each side, as a fraction of the box size.
+        max_side: crops larger than this are shrunk first (the feature resizes them anyway).
+        min_score: detector boxes: the lowest score kept.
+        max_per_image: detector boxes: at most this many per image, best first, after de-duplication.
+        dedupe_iou: detector boxes: NMS IoU between kept boxes of one image.
+        cache_dir: parent folder of the gallery caches.
+        chunk_images: product images read and embedded per chunk (bounds the memory of crops).
+    """
+
+    boxes: str = "annotated"
+    include_distractors: bool = False
+    margin: float = 0.1
+    max_side: int = 256
+    min_score: float = 0.3
+    max_per_image: int = 4
+    dedupe_iou: float = 0.5
+    cache_dir: str = "data/cache/gallery"
+    chunk_images: int = 256
+
+
+@dataclass(frozen=True)
+class GalleryRecord:
+    """One gallery row.
+
+    Attributes:
+        item_id: the product.
+        img_name: the product image file name, e.g. "3.jpg".
+        box: (x1, y1, x2, y2) in the product image's pixels.
+        label: canonical category (annotated, or the classifier's for detector boxes); None if unknown.
+        instance_id: the annotated instance (> 0), 0 for a distractor or an unmatched detector box.
+        score: 1.0 for an annotated box, else the detector's score.
+    """
+
+    item_id: str
+    img_name: str
+    box: tuple[float, float, float, float]
+    label: str | None
+    instance_id: int
+    score: float = 1.0
+
+
+@dataclass
+class Gallery:
+    """Gallery rows, their feature parts and the cache key they were built under.
+
+    Attributes:
+        records: G rows.
+        parts: {"global": (G, Dg), "lbp": (G, Dl)} float32, rows L2-normalised.
+        key: the cache key.
+        folder: the cache folder, or None when built without one.
+        built: True when this call computed the features (False: read from the cache).
+    """
+
+    records: list[GalleryRecord]
+    parts: dict[str, np.ndarray]
+    key: str
+    folder: Path | None = None
+    built: bool = False
+    images: dict[str, ProductImage] = field(default_factory=dict)  # "item_id/img_name" -> image, for reports
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def features(self, fuse: Callable[[dict[str, np.ndarray]], np.ndarray]) -> np.ndarray:
+        """(G, D) fused features, e.g. `gallery.features(extractor.fuse)`."""
+        return fuse(self.parts)
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [r.item_id for r in self.records]
+
+
+class Detects(Protocol):
+    """What the gallery needs of a detector: `detect(frames) -> [{"boxes", "scores", "labels"}]`."""
+
+    def detect(self, frames: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]: ...
+
+
+@lru_cache(maxsize=256)
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        if size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: fh.read(2**22), b""):
+                h.update(block)
+            return f"sha1:{h.hexdigest()}"
+        h.update(fh.read(EDGE_BYTES))
+        fh.seek(size - EDGE_BYTES)
+        h.update(fh.read(EDGE_BYTES))
+    return f"edges:{size}:{mtime_ns}:{h.hexdigest()}"
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """A content fingerprint of a model file, for cache keys.
+
+    Files up to 256 MiB: the SHA-1 of all their bytes ("sha1:<hex>"). Bigger files: their size,
+    mtime (ns) and the SHA-1 of their first and last MiB ("edges:<size>:<mtime>:<hex>"), since hashing
+    a multi-GB file on every run would cost more than the cache saves. Memoised per (path, size, mtime).
+
+    Raises:
+        FileNotFoundError: no such file.
+    """
+    st = Path(path).stat()
+    return _fingerprint(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _split_fingerprint(split: Split) -> str:
+    h = hashlib.sha1(str(split.root.resolve()).encode())
+    for im in split.product_images():
+        try:
+            st = im.path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{im.item_id}/{im.img_name}:{stamp}:{[(b.xyxy, b.label, b.instance_id) for b in im.boxes]}".encode())
+    return h.hexdigest()
+
+
+def gallery_key(
+    split: Split, extractor: CropFeatures, cfg: GalleryConfig, model_files: Sequence[str | Path] = ()
+) -> tuple[str, dict[str, Any]]:
+    """The cache key of a gallery and the description it hashes.
+
+    Args:
+        split: the split whose product images form the gallery.
+        extractor: the feature extractor (its settings and weight files count).
+        cfg: the gallery settings (`cache_dir` and `chunk_images` do not count).
+        model_files: further files the rows depend on (detector, classifier checkpoints).
+
+    Returns:
+        (16 hex digits, the JSON-ready description that was hashed).
+    """
+    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in ("cache_dir", "chunk_images")}
+    if cfg.boxes == "annotated":
+        for name in ("min_score", "max_per_image", "dedupe_iou"):
+            settings.pop(name)  # detector-only settings must not invalidate an annotated gallery
+    files = [*extractor.files, *map(Path, model_files)]
+    desc = {
+        "version": CACHE_VERSION,
+        "gallery": settings,
+        "features": extractor.key_config(),
+        "split": _split_fingerprint(split),
+        "files": {str(f): file_fingerprint(f) for f in files},
+    }
+    key = hashlib.sha1(json.dumps(desc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+    return key, desc
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _annotated_rows(im: ProductImage, cfg: GalleryConfig) -> list[GalleryRecord]:
+    return [
+        GalleryRecord(im.item_id, im.img_name, tuple(map(float, b.xyxy)), b.label, b.instance_id)  # type: ignore[arg-type]
+        for b in im.boxes
+        if cfg.include_distractors or b.instance_id > 0
+    ]
+
+
+def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], cfg: GalleryConfig) -> list[GalleryRecord]:
+    from imagesearch.matching.voting import dedupe_boxes
+    from imagesearch.metrics.detection import box_iou
+
+    keep = det["scores"] >= cfg.min_score
+    boxes, scores = det["boxes"][keep], det["scores"][keep]
+    order = dedupe_boxes(boxes, scores, cfg.dedupe_iou)[: cfg.max_per_image] if len(boxes) else []
+    rows = []
+    annotated = [b for b in im.boxes if b.instance_id > 0]
+    for i in order:
+        # Instance ids only tell a two-piece set's pieces apart; they come from the image annotation
+        # where a detection overlaps an annotated piece (IoU > 0.5), else 0.
+        inst = 0
+        if annotated:
+            ious = box_iou(boxes[i][None], [b.xyxy for b in annotated])[0]
+            inst = annotated[int(ious.argmax())].instance_id if ious.max() > 0.5 else 0
+        rows.append(GalleryRecord(im.item_id, im.img_name, tuple(map(float, boxes[i])), None, inst, float(scores[i])))  # type: ignore[arg-type]
+    return rows
+
+
+def _compute(
+    split: Split,
+    extractor: CropFeatures,
+    cfg: GalleryConfig,
+    detector: Detects | None,
+    classify: Callable[[Sequence[np.ndarray]], list[str]] | None,
+    progress: bool,
+) -> tuple[list[GalleryRecord], dict[str, np.ndarray]]:
+    images = split.product_images()
+    records: list[GalleryRecord] = []
+    chunks: list[dict[str, np.ndarray]] = []
+    bar = tqdm(total=len(images), desc="gallery", unit="img", disable=not progress)
+    step = max(1, cfg.chunk_images)
+    for start in range(0, len(images), step):
+        loaded = [(im, _read_rgb(im.path)) for im in images[start : start + step]]
+        for im, rgb in loaded:
+            if rgb is None:
+                log.warning("cannot read product image %s; it is left out of the gallery", im.path)
+        readable = [(im, rgb) for im, rgb in loaded if rgb is not None]
+        if cfg.boxes == "detector":
+            assert detector is not None
+            dets = detector.detect([rgb for _, rgb in readable]) if readable else []
+            rows = [(rgb, r) for (im, rgb), d in zip(readable, dets, strict=True) for r in _detected_rows(im, d, cfg)]
+        else:
+            rows = [(rgb, r) for im, rgb in readable for r in _annotated_rows(im, cfg)]
+        crops = [cut_crop(rgb, r.box, cfg.margin, cfg.max_side) for rgb, r in rows]
+        recs = [r for _, r in rows]
+        if classify is not None and crops:
+            recs = [GalleryRecord(**{**asdict(r), "label": lab}) for r, lab in zip(recs, classify(crops), strict=True)]
+        if crops:
+            chunks.append(extractor.parts(crops))
+            records += recs
+        bar.update(len(loaded))
+    bar.close()
+    if not records:
+        raise ValueError(f"{split.root}: the gallery is empty (no product-image box with boxes={cfg.boxes!r})")
+    parts = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    return records, parts
+
+
+def _save(folder: Path, records: list[GalleryRecord], parts: dict[str, np.ndarray], desc: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".parts.{uuid.uuid4().hex}.npz"
+    try:
+        np.savez(tmp, **parts)
+        os.replace(tmp, folder / "parts.npz")
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {"description": desc, "records": [asdict(r) for r in records]}
+    # meta.json last: its presence marks a complete cache folder.
+    atomic_write_text(folder / "meta.json", json.dumps(meta, ensure_ascii=False) + "\n")
+
+
+def _load(folder: Path) -> tuple[list[GalleryRecord], dict[str, np.ndarray]]:
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    records = [GalleryRecord(**{**r, "box": tuple(r["box"])}) for r in meta["records"]]
+    with np.load(folder / "parts.npz") as data:
+        parts = {k: data[k] for k in data.files}
+    bad = {k: len(v) for k, v in parts.items() if len(v) != len(records)}
+    if bad:
+        raise ValueError(f"{folder}: corrupt gallery cache ({len(records)} records, parts {bad}); delete the folder")
+    return records, parts
+
+
+def build_gallery(
+    split: Split,
+    extractor: CropFeatures,
+    cfg: GalleryConfig,
+    detector: Detects | None = None,
+    classify: Callable[[Sequence[np.ndarray]], list[str]] | None = None,
+    model_files: Sequence[str | Path] = (),
+    use_cache: bool = True,
+    progress: bool = True,
+) -> Gallery:
+    """The gallery of a split's product images, read from the cache when its key matches.
+
+    Args:
+        split: the split (its product images and their annotations).
+        extractor: crop features.
+        cfg: gallery settings.
+        detector: needed for `boxes: detector`.
+        classify: crops -> category names, replacing the annotated label (used with detector boxes).
+        model_files: the detector / classifier checkpoint files behind `detector` and `classify`; they
+            enter the cache key by content.
+        use_cache: read and write `<cache_dir>/<key>/`.
+        progress: tqdm bars.
+
+    Returns:
+        The `Gallery` (`built` says whether features were computed).
+
+    Raises:
+        ValueError: an unknown box source, detector boxes without a detector, or an empty gallery.
+    """
+    if cfg.boxes not in BOX_SOURCES:
+        raise ValueError(f"gallery.boxes: unknown {cfg.boxes!r}; choose one of {list(BOX_SOURCES)}")
+    if cfg.boxes == "detector" and detector is None:
+        raise ValueError("gallery.boxes: 'detector' needs a detector checkpoint (detector.checkpoint)")
+    key, desc = gallery_key(split, extractor, cfg, model_files)
+    folder = Path(cfg.cache_dir) / key
+    images = {f"{im.item_id}/{im.img_name}": im for im in split.product_images()}
+    if use_cache and (folder / "meta.json").is_file():
+        records, parts = _load(folder)
+        log.info("gallery: %d rows read from the cache %s", len(records), folder)
+        return Gallery(records, parts, key, folder, built=False, images=images)
+    records, parts = _compute(split, extractor, cfg, detector, classify, progress)
+    if use_cache:
+        _save(folder, records, parts, desc)
+        log.info("gallery: %d rows built and cached in %s", len(records), folder)
+    return Gallery(records, parts, key, folder if use_cache else None, built=True, images=images)

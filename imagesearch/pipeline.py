@@ -1,0 +1,333 @@
+"""Every stage in turn (SPEC §3): data -> detector -> classifier -> embedder -> fusion weight -> evaluation.
+
+Each stage is the stage's own script (`main(argv)` of scripts/train_*.py and evaluate_top20.py),
+called in-process with its YAML config plus the overrides that chain it to the previous stage:
+
+    detector    data.train_root / data.val_root
+    classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
+    embedder    model.init_checkpoint  = <classifier>/best.pt      (the classifier without its FC)
+    fusion      features.lbp_weight chosen on the validation split (`tune_fusion_weight`)
+    evaluation  detector / classifier / embedder checkpoints, the chosen LBP weight
+
+Each stage keeps `stage.json` in its folder: its key (the exact argv and the content fingerprint of
+every file it names: configs, input checkpoints) and `done`. A later run skips a stage that is done
+with the same key; one that started with the same key but was interrupted is rerun and resumes from
+its `last.pt` (the engine's resume), so a pipeline can be stopped and restarted at any point; a
+folder left under another key (changed settings, or a retrained earlier stage) is moved aside to
+`<stage>.old` and the stage runs afresh. Synthetic splits (the demo) are generated first, each once per
+(items, seed, sizes), recorded in `<out_dir>/splits/<name>.json`.
+
+Stage overrides on the command line are routed by prefix: `detector.train.epochs=1` goes to the
+detector's script as `train.epochs=1`; `eval.matcher.num_frames=20` to the evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from imagesearch.config import atomic_write_text, load_config, write_config
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PipelineRun", "SplitSpec", "StageSection", "SyntheticSection", "route_overrides", "run_pipeline"]
+
+STAGES = ("detector", "classifier", "embedder", "eval")
+STAGE_FILE = "stage.json"
+
+
+@dataclass
+class SplitSpec:
+    """One synthetic split: its folder name, item count and seed (different seeds: disjoint items)."""
+
+    name: str = "train"
+    items: int = 24
+    seed: int = 0
+
+
+@dataclass
+class SyntheticSection:
+    """Generate synthetic splits first (the demo); then train on `train`, tune on `val`, report on `test`."""
+
+    enabled: bool = False
+    splits: list[SplitSpec] = field(
+        default_factory=lambda: [SplitSpec("train", 24, 0), SplitSpec("val", 12, 1), SplitSpec("test", 12, 2)]
+    )
+    frames: int = 81
+    width: int = 136
+    height: int = 240
+    image_size: int = 200
+    workers: int = 2
+
+
+@dataclass
+class StageSection:
+    """A stage: on or off, its YAML config and extra `key=value` overrides for its script."""
+
+    enabled: bool = True
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FusionSection:
+    """Choose the LBP fusion weight on the validation split (never on the reported split)."""
+
+    tune: bool = True
+    candidates: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.3, 0.5])
+
+
+@dataclass
+class PipelineRun:
+    """Everything `scripts/run_pipeline.py` reads (defaults <- YAML <- key=value overrides).
+
+    Attributes:
+        out_dir: every stage writes under it (`detector/`, `classifier/`, `embedder/`, `eval/`, `cache/`).
+        train_roots: training splits (the detector trains on the first; the classifier and the
+            embedder on all). Set from the synthetic splits when `synthetic.enabled`.
+        val_root: the validation split: best checkpoints, category merging, the fusion weight.
+        eval_split: the split evaluated and reported.
+        gt_boxes: evaluate with annotated boxes instead of the detector.
+    """
+
+    out_dir: str = "runs/pipeline"
+    train_roots: list[str] = field(default_factory=list)
+    val_root: str = ""
+    eval_split: str = ""
+    gt_boxes: bool = False
+    synthetic: SyntheticSection = field(default_factory=SyntheticSection)
+    detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
+    classifier: StageSection = field(
+        default_factory=lambda: StageSection(config="configs/classifier/vgg16bn_inceptionc.yaml")
+    )
+    embedder: StageSection = field(default_factory=lambda: StageSection(config="configs/embedder/triplet.yaml"))
+    fusion: FusionSection = field(default_factory=FusionSection)
+    eval: StageSection = field(default_factory=lambda: StageSection(config="configs/eval/default.yaml"))
+
+
+def route_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """Split command-line overrides into the pipeline's own and each stage's.
+
+    `<stage>.<key>=v` with `<key>` not a `StageSection` field goes to that stage as `<key>=v`.
+
+    >>> route_overrides(["out_dir=/tmp/x", "detector.train.epochs=1", "detector.enabled=false"])
+    (['out_dir=/tmp/x', 'detector.enabled=false'], {'detector': ['train.epochs=1']})
+    """
+    own: list[str] = []
+    staged: dict[str, list[str]] = {}
+    section_keys = {f.name for f in fields(StageSection)}
+    for item in overrides:
+        head, _, rest = item.partition(".")
+        if head in STAGES and rest and rest.split("=", 1)[0].split(".")[0] not in section_keys:
+            staged.setdefault(head, []).append(rest)
+        else:
+            own.append(item)
+    return own, staged
+
+
+def _checkpoint(folder: Path) -> Path:
+    for name in ("best.pt", "last.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{folder}: no best.pt or last.pt; did the stage run?")
+
+
+def _stage_key(argv: list[str]) -> dict[str, Any]:
+    """The argv and the content fingerprint of every file it names (input checkpoints, configs)."""
+    from imagesearch.matching.gallery import file_fingerprint
+
+    paths = [argv[0], *(a.split("=", 1)[1] for a in argv[1:] if "=" in a)]
+    return {"argv": argv, "inputs": {p: file_fingerprint(p) for p in paths if p and Path(p).is_file()}}
+
+
+def _run_stage(name: str, folder: Path, argv: list[str], runner: Callable[[list[str]], Any], summary: dict) -> None:
+    """Run a stage unless `<folder>/stage.json` says it completed with the same key.
+
+    A stage that started with the same key but did not finish is rerun, and its training resumes
+    from last.pt. A folder left by a different key (other config or changed input checkpoints) is
+    moved to `<folder>.old` first, so a stale last.pt is never resumed.
+    """
+    marker, key = folder / STAGE_FILE, _stage_key(argv)
+    if marker.is_file():
+        stored = json.loads(marker.read_text(encoding="utf-8"))
+        if stored.get("key") == key and stored.get("done"):
+            log.info("pipeline: %s is complete (%s); skipped", name, marker)
+            summary["skipped"].append(name)
+            return
+        if stored.get("key") != key:
+            old = folder.with_name(folder.name + ".old")
+            log.warning("pipeline: %s: settings or inputs changed; moving the old run to %s", name, old)
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+    log.info("pipeline: %s: %s", name, " ".join(argv))
+    atomic_write_text(marker, json.dumps({"stage": name, "key": key, "done": False}, ensure_ascii=False) + "\n")
+    runner(argv)
+    atomic_write_text(marker, json.dumps({"stage": name, "key": key, "done": True}, ensure_ascii=False) + "\n")
+    summary["ran"].append(name)
+
+
+def _train_detector(argv: list[str]) -> None:
+    # The body of scripts/train_detector.py's main (scripts are never imported).
+    from imagesearch.detector.train import BEST_METRIC, DetectorRun, build_parts
+    from imagesearch.engine import fit, seed_everything
+
+    run = load_config(DetectorRun, argv[0], argv[1:])
+    seed_everything(run.train.seed, run.train.deterministic)
+    fit(build_parts(run), run.optim, run.train, run, best_metric=BEST_METRIC, mode="max")
+
+
+def _train_classifier(argv: list[str]) -> None:
+    # The body of scripts/train_classifier.py's main: train, then merge the confused categories.
+    from imagesearch.classifier.train import ClassifierRun, build_parts, run_merging
+    from imagesearch.engine import fit
+
+    run = load_config(ClassifierRun, argv[0], argv[1:])
+    parts, evaluator = build_parts(run)
+    try:
+        result = fit(parts, run.optim, run.train, run, best_metric="val/map", mode="max")
+    finally:
+        evaluator.close()
+    run_merging(result.best_checkpoint or result.last_checkpoint, evaluator.loader, run.merge, device=run.train.device)
+
+
+def _train_embedder(argv: list[str]) -> None:
+    # The body of scripts/train_embedder.py's main (training branch).
+    from imagesearch.embedder.train import BEST_METRIC, EmbedderRun, build_parts
+    from imagesearch.engine import fit
+
+    run = load_config(EmbedderRun, argv[0], argv[1:])
+    parts, run = build_parts(run)
+    best = BEST_METRIC if parts.evaluate is not None else "train/loss"
+    fit(parts, run.optim, run.train, run, best_metric=best, mode="max" if parts.evaluate else "min")
+
+
+def _evaluate(argv: list[str]) -> None:
+    from imagesearch.evaluation.evaluate import EvalRun, evaluate_split
+
+    evaluate_split(load_config(EvalRun, argv[0], argv[1:]))
+
+
+RUNNERS: dict[str, Callable[[list[str]], None]] = {
+    "detector": _train_detector,
+    "classifier": _train_classifier,
+    "embedder": _train_embedder,
+    "eval": _evaluate,
+}
+
+
+def _make_splits(cfg: PipelineRun, out: Path) -> None:
+    from imagesearch.synthetic import SyntheticConfig, generate_split
+
+    syn = cfg.synthetic
+    root = out / "splits"
+    for spec in syn.splits:
+        folder, stamp = root / spec.name, root / f"{spec.name}.json"
+        want = {"items": spec.items, "seed": spec.seed, "frames": syn.frames, "width": syn.width,
+                "height": syn.height, "image_size": syn.image_size}  # fmt: skip
+        if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
+            continue
+        sc = SyntheticConfig(frames=syn.frames, width=syn.width, height=syn.height, image_size=syn.image_size,
+                             workers=max(1, syn.workers), overwrite=True)  # fmt: skip
+        log.info("pipeline: generating synthetic split %s (%d items, seed %d)", folder, spec.items, spec.seed)
+        generate_split(folder, spec.items, spec.seed, sc)  # appears only when complete
+        atomic_write_text(stamp, json.dumps(want) + "\n")
+    names = {s.name: str(root / s.name) for s in syn.splits}
+    missing = {"train", "val", "test"} - set(names)
+    if missing:
+        raise ValueError(f"synthetic.splits must name train, val and test splits; missing {sorted(missing)}")
+    cfg.train_roots, cfg.val_root, cfg.eval_split = [names["train"]], names["val"], names["test"]
+
+
+def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> dict[str, list[str]]:
+    roots = "[" + ",".join(cfg.train_roots) + "]"
+    det, cls, emb = out / "detector", out / "classifier", out / "embedder"
+    common = {
+        "detector": [f"data.train_root={cfg.train_roots[0]}", f"data.val_root={cfg.val_root}",
+                     f"data.cache_dir={out / 'cache' / 'detector_frames'}", f"train.out_dir={det}"],
+        "classifier": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
+                       f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={cls}"],
+        "embedder": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
+                     f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={emb}"],
+    }  # fmt: skip
+    argvs = {}
+    for name in ("detector", "classifier", "embedder"):
+        section: StageSection = getattr(cfg, name)
+        argvs[name] = [section.config, *common[name], *section.overrides, *staged.get(name, [])]
+    if cfg.detector.enabled and cfg.classifier.enabled:
+        argvs["classifier"].insert(1, f"model.trunk_checkpoint={det / 'best.pt'}")
+    if cfg.classifier.enabled and cfg.embedder.enabled:
+        argvs["embedder"].insert(1, f"model.init_checkpoint={cls / 'best.pt'}")
+    return argvs
+
+
+def _eval_overrides(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> list[str]:
+    argv = [f"gallery.cache_dir={out / 'cache' / 'gallery'}", f"out_dir={out / 'eval'}"]
+    if cfg.gt_boxes:
+        argv += ["matcher.gt_boxes=true", "gallery.boxes=annotated"]
+    elif cfg.detector.enabled:
+        argv.append(f"detector.checkpoint={_checkpoint(out / 'detector')}")
+    if cfg.classifier.enabled:
+        argv.append(f"classifier.checkpoint={_checkpoint(out / 'classifier')}")
+    if cfg.embedder.enabled:
+        argv += ["features.kind=embedder", f"features.checkpoint={_checkpoint(out / 'embedder')}"]
+    return [*argv, *cfg.eval.overrides, *staged.get("eval", [])]
+
+
+def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dict) -> float:
+    from imagesearch.evaluation.evaluate import EvalRun, tune_fusion_weight
+
+    path = out / "fusion.json"
+    argv = [cfg.eval.config, *overrides, f"data.split={cfg.val_root}", f"out_dir={out / 'fusion'}"]
+    key = {**_stage_key(argv), "candidates": list(cfg.fusion.candidates)}
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            summary["skipped"].append("fusion")
+            return float(stored["lbp_weight"])
+    result = tune_fusion_weight(load_config(EvalRun, argv[0], argv[1:]), cfg.fusion.candidates)
+    atomic_write_text(path, json.dumps({**result, "key": key}, indent=2, ensure_ascii=False) + "\n")
+    summary["ran"].append("fusion")
+    return float(result["lbp_weight"])
+
+
+def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Run every enabled stage in turn, skipping completed ones.
+
+    Args:
+        cfg: the pipeline config.
+        staged: extra overrides per stage ("detector", "classifier", "embedder", "eval").
+
+    Returns:
+        {"ran": [...], "skipped": [...], "lbp_weight", "metrics" (the evaluation's metrics.json),
+        "report" (path of report.html), "out_dir"}.
+    """
+    staged = staged or {}
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.synthetic.enabled:
+        _make_splits(cfg, out)
+    if not cfg.train_roots or not cfg.val_root or not cfg.eval_split:
+        raise ValueError("train_roots, val_root and eval_split must be set (or synthetic.enabled=true)")
+    write_config(cfg, out, "pipeline.yaml")
+    summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out)}
+    argvs = _stage_argvs(cfg, out, staged)
+    for name in ("detector", "classifier", "embedder"):
+        if getattr(cfg, name).enabled:
+            _run_stage(name, out / name, argvs[name], RUNNERS[name], summary)
+    overrides = _eval_overrides(cfg, out, staged)
+    weight = None
+    if cfg.fusion.tune:
+        weight = _tune_fusion(cfg, overrides, out, summary)
+        overrides.append(f"features.lbp_weight={weight}")
+    summary["lbp_weight"] = weight
+    if cfg.eval.enabled:
+        argv = [cfg.eval.config, f"data.split={cfg.eval_split}", *overrides]
+        _run_stage("eval", out / "eval", argv, RUNNERS["eval"], summary)
+        summary["metrics"] = json.loads((out / "eval" / "metrics.json").read_text(encoding="utf-8"))
+        summary["report"] = summary["metrics"].get("report")
+    return summary

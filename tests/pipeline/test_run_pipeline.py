@@ -1,0 +1,81 @@
+"""`scripts/run_pipeline.py` on tiny synthetic splits: every stage in turn, skipping, resuming, invalidation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imagesearch.metrics.results import parse_results
+from imagesearch.pipeline import route_overrides
+from tests.pipeline.test_evaluate_top20 import REPO, load_script
+
+TINY_TRAIN = ["train.epochs=1", "train.max_iters_per_epoch=2", "train.tensorboard=false", "train.progress=false"]
+ARGS = [
+    "synthetic.enabled=true", "synthetic.frames=81", "synthetic.width=136", "synthetic.height=240",
+    "synthetic.image_size=200", "synthetic.workers=1",
+    "synthetic.splits=[{name: train, items: 3, seed: 0}, {name: val, items: 2, seed: 1}, {name: test, items: 2, seed: 2}]",
+    "detector.config=configs/smoke/detector.yaml", "classifier.config=configs/smoke/classifier.yaml",
+    "embedder.config=configs/smoke/embedder.yaml", "classifier.overrides=[model.width_mult=0.25]",
+    *(f"{stage}.{o}" for stage in ("detector", "classifier", "embedder") for o in TINY_TRAIN),
+    "detector.data.budget=16", "detector.data.batch_size=8", "detector.data.num_workers=0",
+    "classifier.data.samples_per_epoch=16", "classifier.data.batch_size=8", "embedder.data.batch_size=4",
+    "eval.detector.min_score=0.0", "eval.progress=false", "eval.report.max_videos=2",
+]  # fmt: skip
+
+
+def _stage(out: Path, name: str) -> dict:
+    return json.loads((out / name / "stage.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    argv = [str(REPO / "configs/pipeline/demo.yaml"), f"out_dir={out}", *ARGS]
+    return out, argv, load_script("run_pipeline").main(argv)
+
+
+def test_every_stage_runs_and_feeds_the_next(first_run):
+    out, _, summary = first_run
+    assert summary["ran"] == ["detector", "classifier", "embedder", "fusion", "eval"] and summary["skipped"] == []
+    for name in ("detector", "classifier", "embedder", "eval"):
+        assert _stage(out, name)["done"]
+    assert (out / "classifier" / "merge_map.json").is_file()
+    cls_argv = _stage(out, "classifier")["key"]["argv"]
+    emb_argv = _stage(out, "embedder")["key"]["argv"]
+    assert f"model.trunk_checkpoint={out / 'detector' / 'best.pt'}" in cls_argv
+    assert f"model.init_checkpoint={out / 'classifier' / 'best.pt'}" in emb_argv
+    eval_argv = _stage(out, "eval")["key"]["argv"]
+    assert f"data.split={out / 'splits' / 'test'}" in eval_argv and "features.kind=embedder" in eval_argv
+    fusion = json.loads((out / "fusion.json").read_text())
+    assert fusion["split"] == str(out / "splits" / "val")  # tuned on val, never on test
+    assert f"features.lbp_weight={fusion['lbp_weight']}" in eval_argv
+    assert summary["metrics"]["videos"]["evaluated"] == 2 and Path(summary["report"]).is_file()
+    parse_results(out / "eval" / "result.json")
+
+
+def test_rerun_skips_resumes_and_invalidates(first_run):
+    out, argv, _ = first_run
+    main = load_script("run_pipeline").main
+    again = main(argv)
+    assert again["ran"] == [] and again["skipped"] == ["detector", "classifier", "embedder", "fusion", "eval"]
+    # An interrupted embedder (its marker not done): rerun resumes from last.pt, which is already complete,
+    # so the checkpoint is untouched and the evaluation (same inputs) stays skipped.
+    marker = out / "embedder" / "stage.json"
+    state = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**state, "done": False}))
+    last = (out / "embedder" / "last.pt").stat().st_mtime_ns
+    resumed = main(argv)
+    assert resumed["ran"] == ["embedder"] and "eval" in resumed["skipped"]
+    assert (out / "embedder" / "last.pt").stat().st_mtime_ns == last
+    # A changed evaluation setting reruns the evaluation (and the fusion tuning, which reads the same
+    # settings), not the training; the old evaluation folder is moved aside.
+    changed = main([*argv, "eval.matcher.k=5"])
+    assert changed["ran"] == ["fusion", "eval"] and (out / "eval.old" / "metrics.json").is_file()
+    assert "matcher.k=5" in _stage(out, "eval")["key"]["argv"]
+
+
+def test_route_overrides():
+    own, staged = route_overrides(["out_dir=x", "eval.matcher.k=5", "eval.enabled=false", "fusion.tune=false"])
+    assert own == ["out_dir=x", "eval.enabled=false", "fusion.tune=false"] and staged == {"eval": ["matcher.k=5"]}
