@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -m "not gpu" -q --durations=15
 
+# Synthetic train/val/test splits, every stage with the CPU smoke configs, evaluation and report.html.
 demo: $(STAMP)
-	$(PY) scripts/demo.py --out $(DEMO_DIR)
+	$(PY) scripts/run_pipeline.py configs/pipeline/demo.yaml out_dir=$(DEMO_DIR)
 
 lint: $(STAMP)
 	$(PY) -m ruff check imagesearch scripts tests benchmarks
