@@ -308,7 +308,8 @@ class Detector:
             cfg = model_config_from_dict(dict(state["config"]["model"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}: no usable detector model config in the checkpoint: {exc}") from exc
-        cfg.weights = "none"  # the checkpoint holds every weight; never re-read the trunk file
+        # The checkpoint holds every weight: never re-read the trunk file; freezing is moot at inference.
+        cfg.weights, cfg.freeze_blocks = "none", 0
         model = build_detector(cfg)
         model.load_state_dict(state["model"])
         return cls(model, cfg.classes, device, amp)
@@ -318,8 +319,8 @@ class Detector:
         batch = torch.empty((len(frames), 3, *self.size), device=self.device)
         by_size: dict[tuple[int, ...], list[int]] = {}
         for i, frame in enumerate(frames):
-            if frame.ndim != 3 or frame.shape[2] != 3:
-                raise ValueError(f"frame {i}: expected an RGB (H, W, 3) array, got shape {frame.shape}")
+            if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+                raise ValueError(f"frame {i}: expected an RGB uint8 (H, W, 3) array, got {frame.dtype} {frame.shape}")
             by_size.setdefault(frame.shape, []).append(i)
         for idx in by_size.values():
             x = torch.from_numpy(np.stack([frames[i] for i in idx])).to(self.device, non_blocking=True)

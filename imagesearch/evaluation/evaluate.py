@@ -202,10 +202,22 @@ def _video_counts(split: Split, traces: list[VideoTrace]) -> dict[str, Any]:
     }
 
 
-def compute_metrics(split: Split, traces: list[VideoTrace], results: dict[str, dict], gallery_items: np.ndarray) -> tuple[dict[str, Any], ScoreReport]:  # fmt: skip
-    """metrics.json content and the all-videos score report (the report page reads its per-video reasons)."""
+def compute_metrics(
+    split: Split, traces: list[VideoTrace], results: dict[str, dict], gallery_items: np.ndarray
+) -> tuple[dict[str, Any], ScoreReport]:
+    """The metrics.json content, and the score report over all videos (for the report's per-video reasons).
+
+    Args:
+        split: the evaluated split.
+        traces: the matcher's decided traces.
+        results: the `result.json` content.
+        gallery_items: (G,) item id of each gallery row (for per-crop recall).
+
+    Returns:
+        (metrics dict, ScoreReport over all annotated videos).
+    """
     report_all = score(split, results)
-    present = [v for v, t in ((t.video_id, t) for t in traces) if t.status in ("ok", "no garments")]
+    present = [t.video_id for t in traces if t.status in ("ok", "no garments")]
     report_present = score(split, results, video_ids=present)
     metrics = {
         "split": str(split.root),

@@ -147,6 +147,8 @@ def test_detector_matches_the_standard_ssd_path(model: torch.nn.Module) -> None:
         np.testing.assert_allclose(g["scores"], e["scores"].numpy(), atol=1e-5)
         np.testing.assert_array_equal(g["labels"], e["labels"].numpy())
     assert Detector(model).detect([]) == []
+    with pytest.raises(ValueError, match="frame 1: expected an RGB uint8"):
+        Detector(model).detect([frames[0], frames[1].astype(np.float32)])
 
 
 def test_detector_from_checkpoint(model: torch.nn.Module, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from imagesearch.data.augment import IMAGENET_MEAN, IMAGENET_STD, AugmentConfig, detection_transform
@@ -61,6 +62,7 @@ def test_eval_transform_only_resizes() -> None:
     assert tuple(out["image"][:, 50, 50].tolist()) == GARMENT_RGB  # inside the garment, untouched by resizing
 
 
+@pytest.mark.filterwarnings("ignore:Got processor for bboxes")  # no geometric op at all: nothing to move
 def test_normalised_output_matches_imagenet_statistics() -> None:
     image = _garment_image()
     out = detection_transform(False, AugmentConfig(), size=None)(image=image, bboxes=np.zeros((0, 4)), labels=[])
