@@ -178,7 +178,9 @@ def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, 
             f'<figure><img src="img/{esc(p.name)}" alt="frame {i}"><figcaption>frame {i}</figcaption></figure>'
         )
     parts.append('</div><div class="row">')
-    for rank, s in enumerate(d.ranked[: cfg.top_k] if d else (), 1):
+    # The order of result.json's ranked_items: the chosen item first (one-to-one may have moved it), then the vote.
+    ranked = sorted(d.ranked, key=lambda s: s.item_id != d.item_id) if d else []
+    for rank, s in enumerate(ranked[: cfg.top_k], 1):
         name = f"v{trace.video_id}_r{rank}.jpg"
         path = _item_thumb(out, gallery, s.item_id, s.evidence.img_name, s.evidence.item_box, name, cfg.thumb_side)
         state = "right" if s.item_id in true_items else "wrong"
