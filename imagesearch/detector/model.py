@@ -15,7 +15,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ class DetectorModelConfig:
         extra_batch_norm: BatchNorm before each conv of the extra layers (conv8_1 ... conv11_2).
         freeze_blocks: VGG16 conv blocks frozen from the input side: 0 none ... 5 the whole trunk.
         score_thresh, nms_thresh, detections_per_img, topk_candidates: SSD's post-processing.
+        anchor_scales: K + 1 default-box scales (fractions of the side) for the K feature maps; empty
+            for SSD300's rule (`build_anchor_generator`). With few maps (small inputs) that rule leaves
+            big gaps between scales; a list fitted to the data's box sizes matches more anchors per box.
         iou_thresh: anchor-to-box IoU above which an anchor is a positive in training.
         neg_pos_ratio: hard negatives kept per positive in the classification loss (SSD paper: 3).
         channels_last: run the backbone in channels-last memory format (faster convolutions with
@@ -70,6 +73,7 @@ class DetectorModelConfig:
     nms_thresh: float = 0.45
     detections_per_img: int = 200
     topk_candidates: int = 400
+    anchor_scales: list[float] = field(default_factory=list)
     iou_thresh: float = 0.5
     neg_pos_ratio: float = 3.0
     channels_last: bool = True
@@ -208,17 +212,22 @@ class SSDVGG16Backbone(nn.Module):
         return OrderedDict((str(i), v) for i, v in enumerate(outputs))
 
 
-def build_anchor_generator(feature_sizes: Sequence[int]) -> DefaultBoxGenerator:
+def build_anchor_generator(feature_sizes: Sequence[int], scales: Sequence[float] = ()) -> DefaultBoxGenerator:
     """SSD default boxes for K feature maps, from SSD300's scheme.
 
-    Scales: 0.07 for the first map, then evenly from 0.15 to 0.87, and 1.05 for the last map's extra
-    box; aspect ratios {2} on the first and last two maps, {2, 3} between; steps: SSD300's published
-    ones for its six 38..1 maps, else the map's own grid. For K = 6 at 300 this is torchvision's SSD300.
+    Scales (unless given, K + 1 of them): 0.07 for the first map, then evenly from 0.15 to 0.87, and
+    1.05 for the last map's extra box; aspect ratios {2} on the first and last two maps, {2, 3}
+    between; steps: SSD300's published ones for its six 38..1 maps, else the map's own grid. For K = 6
+    at 300 this is torchvision's SSD300.
     """
     k = len(feature_sizes)
     if k < 2:
         raise ValueError(f"SSD needs at least 2 feature maps, got {list(feature_sizes)}")
-    scales = [0.07, *np.linspace(0.15, 0.87, k - 1).round(6).tolist(), 1.05]
+    if scales and len(scales) != k + 1:
+        raise ValueError(
+            f"model.anchor_scales: {k} feature maps {list(feature_sizes)} need {k + 1} scales, got {list(scales)}"
+        )
+    scales = list(scales) or [0.07, *np.linspace(0.15, 0.87, k - 1).round(6).tolist(), 1.05]
     ratios = [[2] if i == 0 or i >= k - 2 else [2, 3] for i in range(k)]
     steps = SSD300_STEPS if tuple(feature_sizes) == SSD300_MAPS else None
     return DefaultBoxGenerator(ratios, scales=scales, steps=steps)
@@ -245,7 +254,7 @@ def build_detector(cfg: DetectorModelConfig) -> SSD:
     backbone = SSDVGG16Backbone(trunk, cfg.size, cfg.width_mult, cfg.extra_batch_norm, cfg.channels_last)
     model = SSD(
         backbone,
-        build_anchor_generator(backbone.feature_sizes),
+        build_anchor_generator(backbone.feature_sizes, cfg.anchor_scales),
         (cfg.size, cfg.size),
         num_classes(cfg.classes),
         image_mean=list(VGG16_MEAN),

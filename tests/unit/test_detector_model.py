@@ -48,6 +48,12 @@ def test_anchor_parameters() -> None:
     assert small.scales == [0.07, 0.15, 0.51, 0.87, 1.05] and small.steps is None
     assert small.aspect_ratios == [[2], [2, 3], [2], [2]]
     assert small.num_anchors_per_location() == [4, 6, 4, 4]
+    fitted = build_anchor_generator([12, 6, 3, 1], [0.2, 0.4, 0.6, 0.8, 1.0])
+    assert fitted.scales == [0.2, 0.4, 0.6, 0.8, 1.0]
+    with pytest.raises(ValueError, match=r"anchor_scales: 4 feature maps \[12, 6, 3, 1\] need 5 scales"):
+        build_anchor_generator([12, 6, 3, 1], [0.2, 0.4])
+    model = build_detector(DetectorModelConfig(size=96, width_mult=1 / 16, anchor_scales=[0.2, 0.4, 0.6, 0.8, 1.0]))
+    assert model.anchor_generator.scales == [0.2, 0.4, 0.6, 0.8, 1.0]
 
 
 def test_class_modes() -> None:
