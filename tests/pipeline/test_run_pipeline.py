@@ -17,7 +17,7 @@ ARGS = [
     "synthetic.image_size=200", "synthetic.workers=1",
     "synthetic.splits=[{name: train, items: 3, seed: 0}, {name: val, items: 2, seed: 1}, {name: test, items: 2, seed: 2}]",
     "detector.config=configs/smoke/detector.yaml", "classifier.config=configs/smoke/classifier.yaml",
-    "embedder.config=configs/smoke/embedder.yaml", "classifier.overrides=[model.width_mult=0.25]",
+    "embedder.config=configs/smoke/embedder.yaml",
     *(f"{stage}.{o}" for stage in ("detector", "classifier", "embedder") for o in TINY_TRAIN),
     "detector.data.budget=16", "detector.data.batch_size=8", "detector.data.num_workers=0",
     "classifier.data.samples_per_epoch=16", "classifier.data.batch_size=8", "embedder.data.batch_size=4",

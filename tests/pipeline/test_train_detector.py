@@ -55,8 +55,6 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
         "data.budget=8",
         "data.batch_size=4",
         "data.num_workers=0",
-        "model.size=64",
-        "model.width_mult=0.125",
         "train.progress=false",
     ]
     first = main([*args, "train.epochs=1"])
@@ -74,7 +72,7 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
         assert np.isfinite([row["train/bbox_regression"], row["train/classification"]]).all()
     # The best checkpoint serves the inference API, with the run's model config.
     detector = Detector.from_checkpoint(out / "best.pt")
-    assert detector.size == (64, 64)
+    assert detector.size == (160, 160)  # configs/smoke/detector.yaml model.size
     frame = np.random.default_rng(0).integers(0, 256, (112, 64, 3), dtype=np.uint8)
     result = detector.detect([frame, frame[:50]])
     assert len(result) == 2 and result[1]["boxes"].shape[1] == 4
