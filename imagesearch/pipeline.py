@@ -1,7 +1,8 @@
 """Every stage in turn (SPEC §3): data -> detector -> classifier -> embedder -> fusion weight -> evaluation.
 
-Each stage is the stage's own script (`main(argv)` of scripts/train_*.py and evaluate_top20.py),
-called in-process with its YAML config plus the overrides that chain it to the previous stage:
+Each stage runs what the stage's own script runs (`run(cfg)` of detector / classifier / embedder
+`train`, `evaluate_split`), in-process, with its YAML config plus the overrides that chain it to the
+previous stage:
 
     detector    data.train_root / data.val_root
     classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
@@ -171,39 +172,23 @@ def _run_stage(name: str, folder: Path, argv: list[str], runner: Callable[[list[
     summary["ran"].append(name)
 
 
+# Each runner is what the stage's script does (its `run`); scripts themselves are never imported.
 def _train_detector(argv: list[str]) -> None:
-    # The body of scripts/train_detector.py's main (scripts are never imported).
-    from imagesearch.detector.train import BEST_METRIC, DetectorRun, build_parts
-    from imagesearch.engine import fit, seed_everything
+    from imagesearch.detector.train import DetectorRun, run
 
-    run = load_config(DetectorRun, argv[0], argv[1:])
-    seed_everything(run.train.seed, run.train.deterministic)
-    fit(build_parts(run), run.optim, run.train, run, best_metric=BEST_METRIC, mode="max")
+    run(load_config(DetectorRun, argv[0], argv[1:]))
 
 
 def _train_classifier(argv: list[str]) -> None:
-    # The body of scripts/train_classifier.py's main: train, then merge the confused categories.
-    from imagesearch.classifier.train import ClassifierRun, build_parts, run_merging
-    from imagesearch.engine import fit
+    from imagesearch.classifier.train import ClassifierRun, run
 
-    run = load_config(ClassifierRun, argv[0], argv[1:])
-    parts, evaluator = build_parts(run)
-    try:
-        result = fit(parts, run.optim, run.train, run, best_metric="val/map", mode="max")
-    finally:
-        evaluator.close()
-    run_merging(result.best_checkpoint or result.last_checkpoint, evaluator.loader, run.merge, device=run.train.device)
+    run(load_config(ClassifierRun, argv[0], argv[1:]))  # train, then merge the confused categories
 
 
 def _train_embedder(argv: list[str]) -> None:
-    # The body of scripts/train_embedder.py's main (training branch).
-    from imagesearch.embedder.train import BEST_METRIC, EmbedderRun, build_parts
-    from imagesearch.engine import fit
+    from imagesearch.embedder.train import EmbedderRun, run
 
-    run = load_config(EmbedderRun, argv[0], argv[1:])
-    parts, run = build_parts(run)
-    best = BEST_METRIC if parts.evaluate is not None else "train/loss"
-    fit(parts, run.optim, run.train, run, best_metric=best, mode="max" if parts.evaluate else "min")
+    run(load_config(EmbedderRun, argv[0], argv[1:]))
 
 
 def _evaluate(argv: list[str]) -> None:

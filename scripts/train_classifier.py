@@ -15,9 +15,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from imagesearch.classifier.train import ClassifierRun, build_parts, run_merging
+from imagesearch.classifier.train import ClassifierRun, run
 from imagesearch.config import load_config
-from imagesearch.engine import fit
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -26,14 +25,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("config", help="YAML config (deltas from ClassifierRun's defaults)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.01 train.epochs=2")
     args = parser.parse_args(argv)
-    run = load_config(ClassifierRun, args.config, args.overrides)
-    parts, evaluator = build_parts(run)
-    try:
-        result = fit(parts, run.optim, run.train, run, best_metric="val/map", mode="max")
-    finally:
-        evaluator.close()
-    checkpoint = result.best_checkpoint or result.last_checkpoint
-    report = run_merging(checkpoint, evaluator.loader, run.merge, run.train.device, run.train.progress)
+    _, report = run(load_config(ClassifierRun, args.config, args.overrides))
     summary = {k: {"acc": report[k]["acc"], "map": report[k]["map"]} for k in ("before", "after")}
     print(json.dumps(summary | {"groups": report["groups"]}, ensure_ascii=False))
     return report

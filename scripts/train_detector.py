@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from imagesearch.config import load_config
-from imagesearch.detector.train import BEST_METRIC, DetectorRun, build_parts
-from imagesearch.engine import FitResult, fit, resolve_device, seed_everything
+from imagesearch.detector.train import DetectorRun, run
+from imagesearch.engine import FitResult
 
 
 def main(argv: Sequence[str] | None = None) -> FitResult:
@@ -25,12 +25,7 @@ def main(argv: Sequence[str] | None = None) -> FitResult:
     parser.add_argument("config", help="YAML config (deltas from DetectorRun's defaults)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.01 train.epochs=2")
     args = parser.parse_args(argv)
-    run = load_config(DetectorRun, args.config, args.overrides)
-    if run.train.amp and resolve_device(run.train.device).type != "cuda":
-        print("train.amp: AMP is for CUDA; training in float32 on this device", file=sys.stderr)
-        run.train.amp = False
-    seed_everything(run.train.seed, run.train.deterministic)  # the model's random init depends on it
-    result = fit(build_parts(run), run.optim, run.train, run, best_metric=BEST_METRIC, mode="max")
+    result = run(load_config(DetectorRun, args.config, args.overrides))
     summary = {"best": result.best_metric, "best_epoch": result.best_epoch, "out_dir": str(result.out_dir)}
     print(json.dumps(summary))
     return result

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagesearch.config import atomic_write_text, load_config
-from imagesearch.embedder.train import BEST_METRIC, EmbedderRun, build_parts, evaluate_run
-from imagesearch.engine import fit
+from imagesearch.embedder.train import EmbedderRun, evaluate_run, run
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
@@ -32,14 +31,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args = parser.parse_intermixed_args(argv)  # flags may sit among the key=value overrides
     if args.checkpoint and not args.evaluate:
         parser.error("--checkpoint needs --evaluate")
-    run = load_config(EmbedderRun, args.config, args.overrides)
+    cfg = load_config(EmbedderRun, args.config, args.overrides)
     if args.evaluate:
-        metrics = evaluate_run(run, args.checkpoint)
-        atomic_write_text(Path(run.train.out_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")
+        metrics = evaluate_run(cfg, args.checkpoint)
+        atomic_write_text(Path(cfg.train.out_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")
     else:
-        parts, run = build_parts(run)
-        best = BEST_METRIC if parts.evaluate is not None else "train/loss"
-        result = fit(parts, run.optim, run.train, run, best_metric=best, mode="max" if parts.evaluate else "min")
+        result = run(cfg)
         metrics = {k: v for k, v in result.last_metrics.items() if k.startswith(("val/", "train/loss"))}
     print(json.dumps(metrics))
     return metrics

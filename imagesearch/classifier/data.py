@@ -4,6 +4,8 @@ Training crops come from one or more training splits, validation crops from a se
 (SPEC §3 stage 4). Crops are cut once into a cache (`imagesearch.data.crops.extract_crops`); each
 epoch draws `samples_per_epoch` of them balanced over the 23 categories, with video-frame and
 product-image crops in a fixed ratio (`ClassBalancedSampler`, the sampler the detector uses).
+Each draw carries an augmentation seed fixed by (train.seed, epoch, draw) (`AugSeedSampler`,
+`SeededCrops`), so two runs with one config see the same augmented crops, whatever the worker count.
 """
 
 from __future__ import annotations
@@ -12,12 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Sampler
 
-from imagesearch.data.augment import AugmentConfig, crop_transform
-from imagesearch.data.crops import CropDataset, CropRecord, extract_crops
-from imagesearch.data.reader import load_split
+from imagesearch.data.augment import crop_transform
+from imagesearch.data.crop_config import CropDataConfig, eval_loader, load_split_crops, train_loader_kwargs, train_roots
+from imagesearch.data.crops import AugSeedSampler, CropDataset, CropRecord, SeededCrops
 from imagesearch.detector.sampler import ClassBalancedSampler
 
 log = logging.getLogger(__name__)
@@ -26,39 +27,24 @@ SOURCES = ("frame", "image")
 
 
 @dataclass
-class ClassifierDataConfig:
-    """Where the crops come from and how they are drawn.
+class ClassifierDataConfig(CropDataConfig):
+    """Where the crops come from and how they are drawn (the shared keys: `CropDataConfig`).
 
     Attributes:
-        train_roots: training split folders (competition layout).
-        val_root: the validation split folder (a separate split).
-        cache_dir: parent folder of the crop caches.
-        margin: box growth on each side, as a fraction of the box size.
-        max_side: longer side of a cached crop, in pixels.
         include_distractors: also use garments with instance_id 0 (their category is still known).
         sources: which crops to use, among "frame" (video frames) and "image" (product images).
         balanced: draw training crops balanced over categories (else: a plain shuffle).
         group_ratios: share of frame / image crops among the balanced draws.
         samples_per_epoch: balanced draws per epoch; 0 = the number of training crops.
-        batch_size / eval_batch_size: loader batch sizes.
-        num_workers: loader worker processes.
-        augment: training augmentation strengths.
+        batch_size: crops per training batch.
     """
 
-    train_roots: list[str] = field(default_factory=lambda: ["data/train_dataset_part1"])
-    val_root: str = "data/validation_dataset_part1"
-    cache_dir: str = "data/cache/crops"
-    margin: float = 0.1
-    max_side: int = 256
     include_distractors: bool = True
     sources: list[str] = field(default_factory=lambda: list(SOURCES))
     balanced: bool = True
     group_ratios: dict[str, float] = field(default_factory=lambda: {"frame": 1.0, "image": 1.0})
     samples_per_epoch: int = 0
     batch_size: int = 32
-    eval_batch_size: int = 64
-    num_workers: int = 4
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def category_target(record: CropRecord) -> int:
@@ -75,13 +61,7 @@ def load_crops(root: str | Path, cfg: ClassifierDataConfig) -> tuple[Path, list[
     unknown = sorted(set(cfg.sources) - set(SOURCES))
     if unknown or not cfg.sources:
         raise ValueError(f"data.sources: {cfg.sources} must be a non-empty subset of {list(SOURCES)}")
-    split = load_split(root)
-    if split.skipped:
-        log.warning("%s: %d malformed records skipped", root, len(split.skipped))
-    folder, records = extract_crops(
-        split, cfg.cache_dir, margin=cfg.margin, max_side=cfg.max_side, include_distractors=cfg.include_distractors
-    )
-    kept = [r for r in records if r.source in cfg.sources]
+    folder, kept = load_split_crops(root, cfg, lambda r: r.source in cfg.sources, cfg.include_distractors)
     log.info(
         "%s: %d crops (%s)", root, len(kept), ", ".join(f"{s} {sum(r.source == s for r in kept)}" for s in SOURCES)
     )
@@ -93,6 +73,7 @@ def build_datasets(cfg: ClassifierDataConfig, image_size: int) -> tuple[ConcatDa
 
     Returns:
         (train, val): ConcatDatasets of `CropDataset`s yielding (image (3, S, S) float32, category int64).
+        The training CropDatasets share one transform, which `build_loaders` seeds per draw.
 
     Raises:
         ValueError: a split with no crops, naming its folder.
@@ -106,9 +87,7 @@ def build_datasets(cfg: ClassifierDataConfig, image_size: int) -> tuple[ConcatDa
             raise ValueError(f"{root}: no garment crops of sources {cfg.sources}")
         return CropDataset(folder, records, transform, category_target)  # type: ignore[arg-type]
 
-    if not cfg.train_roots:
-        raise ValueError("data.train_roots is empty")
-    return ConcatDataset([dataset(r, train_t) for r in cfg.train_roots]), ConcatDataset([dataset(cfg.val_root, val_t)])
+    return ConcatDataset([dataset(r, train_t) for r in train_roots(cfg)]), ConcatDataset([dataset(cfg.val_root, val_t)])
 
 
 def dataset_records(dataset: ConcatDataset) -> list[CropRecord]:
@@ -121,30 +100,36 @@ def build_loaders(
 ) -> tuple[DataLoader, DataLoader]:
     """The training loader (class-balanced or shuffled, seeded) and the validation loader (in order).
 
-    The sampler and the loader's generator are re-seeded each epoch by `engine.set_data_epoch`, so a
-    resumed run draws the same crops as an uninterrupted one.
+    The training loader draws (index, aug_seed) keys (`AugSeedSampler`) from a `SeededCrops` view of
+    `train_ds`, so each crop's augmentation is fixed by (seed, epoch, draw). The sampler and the
+    loader's generator are re-seeded each epoch by `engine.set_data_epoch`, so a resumed run draws
+    and augments the same crops as an uninterrupted one.
+
+    Returns:
+        (train, val): train yields (images (B, 3, S, S) float32, categories (B,) int64); val the same, in order.
     """
-    generator = torch.Generator().manual_seed(seed)
+    kwargs = train_loader_kwargs(cfg, seed)
     records = dataset_records(train_ds)
-    sampler = None
+    draws: Sampler[int]
     if cfg.balanced:
-        sampler = ClassBalancedSampler(
+        draws = ClassBalancedSampler(
             [r.category for r in records],
             num_samples=cfg.samples_per_epoch or len(records),
             groups=[r.source for r in records],
             group_ratios=cfg.group_ratios,
             seed=seed,
         )
-    draws = len(sampler) if sampler is not None else len(records)
+    else:  # what `shuffle=True` would build, on the loader's generator (re-seeded every epoch)
+        draws = RandomSampler(train_ds, generator=kwargs["generator"])
+    transforms = {id(d.transform): d.transform for d in train_ds.datasets}  # type: ignore[attr-defined]
+    if len(transforms) != 1:  # SeededCrops seeds one transform: the one all parts share (`build_datasets`)
+        raise ValueError(f"build_loaders: the training crops use {len(transforms)} transforms; expected one shared")
+    (transform,) = transforms.values()
     train = DataLoader(
-        train_ds,
+        SeededCrops(train_ds, transform),
         batch_size=cfg.batch_size,
-        sampler=sampler,
-        shuffle=sampler is None,
-        drop_last=draws >= cfg.batch_size,  # a last batch of 1 would break BatchNorm in train mode
-        num_workers=cfg.num_workers,
-        generator=generator,
-        persistent_workers=False,
+        sampler=AugSeedSampler(draws, seed),
+        drop_last=len(draws) >= cfg.batch_size,  # a last batch of 1 would break BatchNorm in train mode
+        **kwargs,
     )
-    val = DataLoader(val_ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers)
-    return train, val
+    return train, eval_loader(val_ds, cfg)

@@ -6,6 +6,7 @@ accuracy, per-class AP, mAP (scikit-learn `average_precision_score`, one-vs-rest
 present in the validation crops) and the confusion matrix, which is also saved in the run folder
 (`confusion/epoch_XXX.json`, `confusion.npy`) and drawn into TensorBoard. After training,
 `run_merging` merges the most confused categories from the best checkpoint's validation predictions.
+`run` does both, for the script and the pipeline.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from imagesearch.classifier.model import ClassifierModelConfig, build_classifier
 from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
-from imagesearch.engine import OptimConfig, TrainConfig, TrainParts, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
+
+BEST_METRIC = "val/map"
 
 
 @dataclass
@@ -282,3 +285,23 @@ def run_merging(
     log.info("merging: acc %.4f -> %.4f, mAP %.4f -> %.4f, %d merges (%s)",
              before["acc"], after["acc"], before["map"], after["map"], len(result.steps), result.stop_reason)  # fmt: skip
     return report
+
+
+def run(cfg: ClassifierRun) -> tuple[FitResult, dict[str, Any]]:
+    """Train the classifier with the engine, then merge its confused categories (`run_merging`).
+
+    What `scripts/train_classifier.py` and the pipeline's classifier stage do. Writes to
+    `cfg.train.out_dir` (config.yaml, metrics.jsonl, confusion/, last.pt, best.pt by val/map, then
+    merge_map.json and merging.json) and resumes from its last.pt.
+
+    Returns:
+        (the engine's `FitResult`, the merging report written to merging.json).
+    """
+    parts, evaluator = build_parts(cfg)
+    try:
+        result = fit(parts, cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")
+    finally:
+        evaluator.close()
+    checkpoint = result.best_checkpoint or result.last_checkpoint
+    report = run_merging(checkpoint, evaluator.loader, cfg.merge, cfg.train.device, cfg.train.progress)
+    return result, report

@@ -3,6 +3,9 @@
 Decoding a video to cut ten annotated frames is the slow part of every epoch, so crops are cut
 once (`extract_crops`) into a cache folder of JPEGs with a `crops.jsonl` index, and datasets read
 those. The index is written last and atomically: a folder without it is incomplete and is redone.
+
+Training crops are augmented from a seed carried in the dataset key (`SeededCrops`, fed by
+`AugSeedSampler` or the embedder's samplers), so augmentation repeats with the run seed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
 from imagesearch.config import atomic_write_text
@@ -238,3 +241,67 @@ class CropDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = self.transform(image=self.load_rgb(index))["image"]
         return image, torch.tensor(self.target(self.records[index]), dtype=torch.int64)
+
+
+# Mixed into the augmentation seeds' generator, so that they are not the draws of a sampler that
+# seeds its own generator with the same [seed, epoch] (ClassBalancedSampler does).
+_AUG_STREAM = 0xA06
+
+
+def aug_seeds(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The (n,) augmentation seeds of an epoch's n draws: a function of (seed, epoch, draw position) only."""
+    return np.random.default_rng([seed, epoch, _AUG_STREAM]).integers(2**31, size=n)
+
+
+class AugSeedSampler(Sampler[tuple[int, int]]):
+    """Yield (index, aug_seed) for each index another sampler yields, for a `SeededCrops` dataset.
+
+    albumentations 2 draws from generators of its own, which `seed_everything` does not reach; keying
+    each draw by a seed fixed by (seed, epoch, position) makes an epoch's augmentations repeat from run
+    to run (and on resume) and differ between epochs, whatever the number of DataLoader workers.
+
+    Args:
+        sampler: yields dataset indices (class-balanced, shuffled, ...); `set_epoch` is forwarded to it.
+        seed: the run seed.
+    """
+
+    def __init__(self, sampler: Sampler[int], seed: int) -> None:
+        # `inner`, not `sampler`: `set_data_epoch` looks for `.sampler` and would set the epoch twice.
+        self.inner, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (forwarded to the wrapped sampler)."""
+        self.epoch = epoch
+        if callable(getattr(self.inner, "set_epoch", None)):
+            self.inner.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        indices = [int(i) for i in self.inner]
+        seeds = aug_seeds(self.seed, self.epoch, len(indices))
+        self.epoch += 1  # without `set_epoch`, the next iter() is the next epoch (as ClassBalancedSampler does)
+        return iter(zip(indices, seeds.tolist(), strict=True))
+
+
+class SeededCrops(Dataset):
+    """Crops keyed by (index, aug_seed), as `AugSeedSampler` and the embedder's samplers yield them.
+
+    Args:
+        crops: a dataset of (image (3, S, S), label) pairs (CropDatasets) whose transform is `transform`.
+        transform: the albumentations Compose the crops use (shared object), re-seeded before each crop.
+
+    `dataset[(index, aug_seed)]` is `crops[index]` augmented from a generator seeded with aug_seed.
+    """
+
+    def __init__(self, crops: Dataset, transform: Any) -> None:
+        self.crops, self.transform = crops, transform
+
+    def __len__(self) -> int:
+        return len(self.crops)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, aug_seed = key
+        self.transform.set_random_seed(aug_seed)
+        return self.crops[index]

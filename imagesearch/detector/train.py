@@ -1,4 +1,4 @@
-"""The detector's run config (`DetectorRun`) and what the engine needs to train it (`build_parts`).
+"""The detector's run config (`DetectorRun`), what the engine needs to train it (`build_parts`), and `run`.
 
 One epoch draws `data.budget` samples, class-balanced over categories, `data.frames_ratio` of them
 video frames (the original drew ~10k frames and ~10k product images); AP@0.5 on the validation split
@@ -7,7 +7,9 @@ picks `best.pt`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +23,7 @@ from imagesearch.data.reader import load_split
 from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.detector.sampler import ClassBalancedSampler
-from imagesearch.engine import OptimConfig, TrainConfig, TrainParts
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
 from imagesearch.metrics.detection import voc_ap50
 
 log = logging.getLogger(__name__)
@@ -158,3 +160,20 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
         return evaluate(model, val_loader, progress)
 
     return TrainParts(model=model, train_loader=train_loader, forward=detector_forward, evaluate=run_eval)
+
+
+def run(cfg: DetectorRun) -> FitResult:
+    """Train the detector with the engine (`scripts/train_detector.py`, the pipeline's detector stage).
+
+    AMP is turned off (with a note on stderr) off CUDA; the run is seeded before the model is built.
+    Writes to `cfg.train.out_dir` (config.yaml, metrics.jsonl, last.pt, best.pt by val/ap50, ...)
+    and resumes from its last.pt.
+
+    Returns:
+        The engine's `FitResult`.
+    """
+    if cfg.train.amp and resolve_device(cfg.train.device).type != "cuda":
+        print("train.amp: AMP is for CUDA; training in float32 on this device", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, amp=False))
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # the model's random init depends on it
+    return fit(build_parts(cfg), cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")

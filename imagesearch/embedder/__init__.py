@@ -5,7 +5,7 @@ triplet (fixed or mined) or ArcFace losses on the shared engine.
 - `loss`: `LossConfig`, `LOSSES`, `MINERS`, `build_loss`, `EmbedderWithLoss` (the engine's loss dict).
 - `sampler`: `TripletSampler` (the original's anchor/positive/negative rule), `PKSampler` (P x K batches).
 - `data`: `EmbedderDataConfig`, `TripletDataset`, loaders, the validation `RetrievalSet`.
-- `train`: `EmbedderRun`, `build_parts`, `evaluate_embedder`, `evaluate_run`.
+- `train`: `EmbedderRun`, `build_parts`, `run`, `evaluate_embedder`, `evaluate_run`.
 """
 
 from imagesearch.embedder.loss import LOSSES, MINERS, EmbedderWithLoss, LossConfig, build_loss

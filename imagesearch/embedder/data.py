@@ -14,17 +14,16 @@ two runs with one config give the same numbers, and a resumed run those of an un
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader
 
-from imagesearch.data.augment import AugmentConfig, crop_transform
-from imagesearch.data.crops import CropDataset, CropRecord, extract_crops
-from imagesearch.data.reader import load_split
+from imagesearch.data.augment import crop_transform
+from imagesearch.data.crop_config import CropDataConfig, eval_loader, load_split_crops, train_loader_kwargs, train_roots
+from imagesearch.data.crops import CropDataset, CropRecord, SeededCrops
 from imagesearch.embedder.sampler import PKSampler, TripletSampler, is_identity_crop
 
 log = logging.getLogger(__name__)
@@ -33,40 +32,26 @@ SAMPLERS = ("triplet", "pk")
 
 
 @dataclass
-class EmbedderDataConfig:
-    """Where the crops come from and how training batches are formed.
+class EmbedderDataConfig(CropDataConfig):
+    """Where the crops come from and how training batches are formed (the shared keys: `CropDataConfig`).
+
+    `val_root` "" means no validation (best.pt then follows train/loss).
 
     Attributes:
-        train_roots: training split folders (competition layout).
-        val_root: the validation split folder; "" = no validation (best.pt then follows train/loss).
-        cache_dir: parent folder of the crop caches.
-        margin: box growth on each side, as a fraction of the box size.
-        max_side: longer side of a cached crop, in pixels.
         sampler: "triplet" (the original's anchor/positive/negative triplets, `TripletSampler`) or
             "pk" (P identities x K crops per batch, `PKSampler`; for mining and ArcFace).
         batch_size: triplets per batch ("triplet"; a batch embeds 3 x batch_size crops).
         triplets_per_epoch: "triplet": 0 = one triplet per usable anchor frame crop.
         p, k: "pk": identities per batch and crops per identity.
         batches_per_epoch: "pk": 0 = usable crops // (p * k).
-        eval_batch_size: crops per forward pass in validation.
-        num_workers: loader worker processes.
-        augment: training augmentation strengths.
     """
 
-    train_roots: list[str] = field(default_factory=lambda: ["data/train_dataset_part1"])
-    val_root: str = "data/validation_dataset_part1"
-    cache_dir: str = "data/cache/crops"
-    margin: float = 0.1
-    max_side: int = 256
     sampler: str = "triplet"
     batch_size: int = 32
     triplets_per_epoch: int = 0
     p: int = 16
     k: int = 4
     batches_per_epoch: int = 0
-    eval_batch_size: int = 64
-    num_workers: int = 4
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 class IdentityMap:
@@ -96,34 +81,10 @@ def load_identity_crops(root: str | Path, cfg: EmbedderDataConfig) -> tuple[Path
     Returns:
         (the cache folder, the kept records: frame and product-image crops with instance_id > 0).
     """
-    split = load_split(root)
-    if split.skipped:
-        log.warning("%s: %d malformed records skipped", root, len(split.skipped))
-    folder, records = extract_crops(split, cfg.cache_dir, margin=cfg.margin, max_side=cfg.max_side)
-    kept = [r for r in records if is_identity_crop(r)]
+    folder, kept = load_split_crops(root, cfg, is_identity_crop)
     frames = sum(r.source == "frame" for r in kept)
     log.info("%s: %d identity crops (frames %d, product images %d)", root, len(kept), frames, len(kept) - frames)
     return folder, kept
-
-
-class SeededCrops(Dataset):
-    """Crops keyed by (index, aug_seed), as `PKSampler` yields them: the transform is re-seeded per crop.
-
-    Args:
-        crops: a dataset of (image (3, S, S), label) pairs (CropDatasets) whose transform is `transform`.
-        transform: the albumentations Compose the crops use (shared object), re-seeded before each crop.
-    """
-
-    def __init__(self, crops: Dataset, transform: Any) -> None:
-        self.crops, self.transform = crops, transform
-
-    def __len__(self) -> int:
-        return len(self.crops)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        index, aug_seed = key
-        self.transform.set_random_seed(aug_seed)
-        return self.crops[index]
 
 
 class TripletDataset(SeededCrops):
@@ -170,17 +131,14 @@ def build_train_loader(
     """
     if cfg.sampler not in SAMPLERS:
         raise ValueError(f"data.sampler: unknown sampler {cfg.sampler!r}, expected one of {list(SAMPLERS)}")
-    if not cfg.train_roots:
-        raise ValueError("data.train_roots is empty")
-    loaded = [load_identity_crops(root, cfg) for root in cfg.train_roots]
+    loaded = [load_identity_crops(root, cfg) for root in train_roots(cfg)]
     records = [r for _, recs in loaded for r in recs]
     if not records:
         raise ValueError(f"data.train_roots {cfg.train_roots}: no product-instance crops")
     identities = IdentityMap([r.instance_id for r in records])
     transform = crop_transform(image_size, train=True, cfg=cfg.augment)
     crops = ConcatDataset([CropDataset(folder, recs, transform, identities) for folder, recs in loaded if recs])
-    generator = torch.Generator().manual_seed(seed)
-    common: dict[str, Any] = {"num_workers": cfg.num_workers, "generator": generator, "persistent_workers": False}
+    common = train_loader_kwargs(cfg, seed)
     if cfg.sampler == "triplet":
         sampler = TripletSampler(records, cfg.triplets_per_epoch, seed=seed)
         loader = DataLoader(
@@ -227,8 +185,7 @@ def build_retrieval_set(root: str | Path, cfg: EmbedderDataConfig, image_size: i
         )
 
     def loader(recs: list[CropRecord]) -> DataLoader:
-        ds = CropDataset(folder, recs, transform, no_target)
-        return DataLoader(ds, batch_size=cfg.eval_batch_size, shuffle=False, num_workers=cfg.num_workers)
+        return eval_loader(CropDataset(folder, recs, transform, no_target), cfg)
 
     return RetrievalSet(
         queries=loader(parts["frame"]),

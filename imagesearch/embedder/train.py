@@ -1,4 +1,4 @@
-"""Embedder training run: the `EmbedderRun` config tree, `build_parts` for `engine.fit`, and validation.
+"""Embedder training run: the `EmbedderRun` config tree, `build_parts` for `engine.fit`, `run`, and validation.
 
 Validation (every `train.eval_every` epochs): frame crops of the validation split are the queries,
 its product-image crops the gallery, Euclidean distances between L2-normalised embeddings rank the
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set, build_train_loader
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
-from imagesearch.engine import OptimConfig, TrainConfig, TrainParts, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
 from imagesearch.metrics import mean_average_precision, recall_at_k
 
 log = logging.getLogger(__name__)
@@ -139,3 +139,17 @@ def evaluate_run(cfg: EmbedderRun, checkpoint: str | Path | None = None) -> dict
     embedder.to(resolve_device(cfg.train.device))
     retrieval = build_retrieval_set(cfg.data.val_root, cfg.data, embedder.cfg.image_size)
     return evaluate_embedder(embedder, retrieval, cfg.train.progress)
+
+
+def run(cfg: EmbedderRun) -> FitResult:
+    """Train the embedder with the engine (`scripts/train_embedder.py`, the pipeline's embedder stage).
+
+    best.pt follows val/recall@1, or train/loss (lowest) when `data.val_root` is empty. Writes to
+    `cfg.train.out_dir` and resumes from its last.pt.
+
+    Returns:
+        The engine's `FitResult`.
+    """
+    parts, cfg = build_parts(cfg)
+    best = BEST_METRIC if parts.evaluate is not None else "train/loss"
+    return fit(parts, cfg.optim, cfg.train, cfg, best_metric=best, mode="max" if parts.evaluate else "min")

@@ -1,4 +1,4 @@
-"""Classifier data on a generated split: crop counts, crop pixels, targets, sources and the balanced loader."""
+"""Classifier data on a generated split: crop counts, crop pixels, targets, sources, the balanced loader, seeded augmentation."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader, RandomSampler
 
 from imagesearch.classifier.data import ClassifierDataConfig, build_datasets, build_loaders, dataset_records
-from imagesearch.data.crops import CropDataset, expand_box
+from imagesearch.data.crops import AugSeedSampler, CropDataset, expand_box
 from imagesearch.data.labels import CATEGORY_INDEX, normalise_label
 from imagesearch.detector.sampler import ClassBalancedSampler
+from imagesearch.distributed import set_data_epoch
 from imagesearch.synthetic import SyntheticConfig, generate_split
 
 TINY = SyntheticConfig(frames=41, width=96, height=160, image_size=96, max_images=3)
@@ -99,7 +101,8 @@ def test_balanced_loader(splits: Path) -> None:
     cfg = _cfg(splits)
     train, val = build_datasets(cfg, image_size=32)
     loader, val_loader = build_loaders(cfg, train, val, seed=0)
-    assert isinstance(loader.sampler, ClassBalancedSampler) and len(loader.sampler) == 40
+    assert isinstance(loader.sampler, AugSeedSampler) and isinstance(loader.sampler.inner, ClassBalancedSampler)
+    assert len(loader.sampler) == 40
     assert len(loader) == 10 and len(val_loader) == -(-len(val) // cfg.eval_batch_size)
     images, targets = next(iter(loader))
     assert images.shape == (4, 3, 32, 32) and targets.shape == (4,)
@@ -109,4 +112,44 @@ def test_balanced_loader(splits: Path) -> None:
     loader.sampler.set_epoch(3)
     assert list(loader.sampler) == first
     plain, _ = build_loaders(_cfg(splits, balanced=False), train, val, seed=0)
-    assert not isinstance(plain.sampler, ClassBalancedSampler) and len(plain.dataset) == len(train)
+    assert isinstance(plain.sampler.inner, RandomSampler) and len(plain.dataset) == len(train)
+
+
+def _epoch(loader: DataLoader, epoch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    set_data_epoch(loader, epoch, seed)  # what engine.fit does before each epoch
+    images, targets = zip(*loader, strict=True)
+    return torch.cat(images), torch.cat(targets)
+
+
+def test_training_augmentation_repeats_with_the_seed(splits: Path) -> None:
+    cfg = _cfg(splits, samples_per_epoch=8)
+    train, val = build_datasets(cfg, image_size=32)
+    loader, _ = build_loaders(cfg, train, val, seed=5)
+    # A second run: datasets built again, two loader workers instead of none.
+    train2, val2 = build_datasets(cfg, image_size=32)
+    loader2, _ = build_loaders(_cfg(splits, samples_per_epoch=8, num_workers=2), train2, val2, seed=5)
+    images, targets = _epoch(loader, 1, seed=5)
+    images2, targets2 = _epoch(loader2, 1, seed=5)
+    assert images.shape == (8, 3, 32, 32)
+    torch.testing.assert_close(images2, images, rtol=0, atol=0)
+    assert torch.equal(targets2, targets)
+
+    # Oracle: each crop is the shared transform, seeded with its key's aug_seed, applied to the cached crop.
+    loader.sampler.set_epoch(1)
+    keys = list(loader.sampler)
+    transform = train.datasets[0].transform
+    for row, (index, aug_seed) in enumerate(keys[:3]):
+        part = np.searchsorted(train.cumulative_sizes, index, side="right")
+        local = index - (train.cumulative_sizes[part - 1] if part else 0)
+        transform.set_random_seed(aug_seed)
+        expected = transform(image=train.datasets[part].load_rgb(local))["image"]
+        torch.testing.assert_close(images[row], expected, rtol=0, atol=0)
+
+    # Epoch 2 gives the same crop (dataset index) other augmentations; epoch 1 again the same ones.
+    seeded = loader.dataset
+    loader.sampler.set_epoch(2)
+    seeds2 = [s for _, s in list(loader.sampler)]
+    same_index = [(seeded[(i, s1)][0], seeded[(i, s2)][0]) for (i, s1), s2 in zip(keys, seeds2, strict=True)]
+    assert sum(not torch.equal(a, b) for a, b in same_index) >= 4
+    torch.testing.assert_close(_epoch(loader, 1, seed=5)[0], images, rtol=0, atol=0)
+    assert not torch.equal(_epoch(loader, 2, seed=5)[0], images)
