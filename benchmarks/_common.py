@@ -206,3 +206,40 @@ def write_result(name: str, device: str | torch.device, payload: dict[str, Any],
     path = Path(out) if out is not None else result_path(name, device)
     record = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **payload}
     return atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def time_interleaved(
+    rows: dict[str, Callable[[], Any]],
+    *,
+    warmup: int = 1,
+    iters: int = 5,
+    sync: Callable[[], None] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each row, the rows taking turns: round i runs them in an order rotated by i.
+
+    Rows compared against each other should see the same machine: on a shared machine a load change
+    then hits every row alike rather than whichever row runs at that moment, and rotating the order
+    spreads any "runs right after row X" effect (caches, clocks) over all rows.
+
+    Args:
+        rows: name -> the work to time (its result is discarded).
+        warmup: untimed rounds first.
+        iters: timed rounds; every row gets exactly `iters` times.
+        sync: called before the clock starts and before it is read (e.g. `torch.cuda.synchronize`).
+
+    Returns:
+        name -> the `iters` timed seconds, in the order they ran.
+    """
+    sync = sync or (lambda: None)
+    names = list(rows)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(warmup + iters):
+        shift = i % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            sync()
+            start = time.perf_counter()
+            rows[name]()
+            sync()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
