@@ -297,7 +297,7 @@ class Detector:
     def __init__(self, model: SSD, classes: str = "garment", device: str | torch.device = "cpu", amp: bool = False):
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
-        self.names = label_names(classes)
+        self.classes, self.names = classes, label_names(classes)
         size = model.transform.fixed_size
         if size is None:
             raise ValueError("Detector needs an SSD with a fixed input size")

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,14 +82,20 @@ def detector_forward(model: nn.Module, batch: tuple[Tensor, list[dict[str, Tenso
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> dict[str, float]:
-    """AP@0.5 (VOC, `metrics.voc_ap50`) of `model` on a loader of (uint8 images, targets).
+def evaluate(
+    model: nn.Module, loader: DataLoader, progress: bool = False, sources: list[str] | None = None
+) -> dict[str, float]:
+    """AP@0.5 (VOC, `metrics.voc_ap50`) of `model` on a loader of (uint8 images, targets), in loader order.
 
     Boxes are compared in the resized image's pixels: IoU is unchanged by scaling each axis, so this
     equals AP on the original images.
 
+    Args:
+        sources: the source of each image in loader order ("frame" / "image"); adds AP per source.
+
     Returns:
-        {"val/ap50": mean AP over the classes with ground truth, "val/images": images scored}.
+        {"val/ap50": mean AP over the classes with ground truth, "val/images": images scored}, plus
+        "val/ap50_<source>" and "val/images_<source>" per source when `sources` is given.
     """
     was_training = model.training
     model.eval()
@@ -100,7 +107,12 @@ def evaluate(model: nn.Module, loader: DataLoader, progress: bool = False) -> di
         truths += targets
     model.train(was_training)
     result = voc_ap50(predictions, truths)
-    return {BEST_METRIC: float(result["mAP"]), "val/images": float(len(truths))}
+    out = {BEST_METRIC: float(result["mAP"]), "val/images": float(len(truths))}
+    for source in sorted(set(sources or [])):
+        idx = [i for i, s in enumerate(sources or []) if s == source]
+        part = voc_ap50([predictions[i] for i in idx], [truths[i] for i in idx])
+        out[f"{BEST_METRIC}_{source}"], out[f"val/images_{source}"] = float(part["mAP"]), float(len(idx))
+    return out
 
 
 def _subset(samples: list[DetectionSample], budget: int, seed: int) -> list[DetectionSample]:
@@ -110,23 +122,25 @@ def _subset(samples: list[DetectionSample], budget: int, seed: int) -> list[Dete
     return [samples[i] for i in keep]
 
 
+def _dataset(cfg: DetectorRun, root: str, train: bool) -> DetectionDataset:
+    d = cfg.data
+    split = load_split(root)
+    samples = build_samples(
+        split, d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=cfg.train.progress
+    )
+    if not samples:
+        raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
+    if not train:
+        samples = _subset(samples, d.val_budget, cfg.train.seed)
+    transform = detection_transform(train, cfg.augment, size=cfg.model.size, normalize=False)
+    n_frames = sum(s.source == "frame" for s in samples)
+    log.info("%s: %d frames, %d product images", root, n_frames, len(samples) - n_frames)
+    return DetectionDataset(samples, transform, cfg.model.classes)
+
+
 def build_datasets(cfg: DetectorRun) -> tuple[DetectionDataset, DetectionDataset]:
     """(train, val) datasets: train with the box-aware augmentations, val resized only."""
-    d, size = cfg.data, cfg.model.size
-    progress = cfg.train.progress
-    datasets = []
-    for root, train in ((d.train_root, True), (d.val_root, False)):
-        split = load_split(root)
-        samples = build_samples(split, d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=progress)
-        if not samples:
-            raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
-        if not train:
-            samples = _subset(samples, d.val_budget, cfg.train.seed)
-        transform = detection_transform(train, cfg.augment, size=size, normalize=False)
-        datasets.append(DetectionDataset(samples, transform, cfg.model.classes))
-        n_frames = sum(s.source == "frame" for s in samples)
-        log.info("%s: %d frames, %d product images", root, n_frames, len(samples) - n_frames)
-    return datasets[0], datasets[1]
+    return _dataset(cfg, cfg.data.train_root, train=True), _dataset(cfg, cfg.data.val_root, train=False)
 
 
 def build_parts(cfg: DetectorRun) -> TrainParts:
@@ -156,8 +170,10 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
     model = build_detector(cfg.model)
     progress = cfg.train.progress
 
+    sources = [sample.source for sample in val_set.samples]
+
     def run_eval(model: nn.Module, epoch: int) -> dict[str, float]:
-        return evaluate(model, val_loader, progress)
+        return evaluate(model, val_loader, progress, sources)
 
     return TrainParts(model=model, train_loader=train_loader, forward=detector_forward, evaluate=run_eval)
 
@@ -177,3 +193,22 @@ def run(cfg: DetectorRun) -> FitResult:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, amp=False))
     seed_everything(cfg.train.seed, cfg.train.deterministic)  # the model's random init depends on it
     return fit(build_parts(cfg), cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")
+
+
+def evaluate_checkpoint(cfg: DetectorRun, checkpoint: str | Path) -> dict[str, float]:
+    """AP@0.5 of a trained detector on `cfg.data.val_root` (all of it, or `data.val_budget` images),
+    overall and per source (video frames, product images), without training.
+
+    The checkpoint's own model config is used (its size, classes, anchors); `cfg` gives the data, the
+    batch size and the device.
+    """
+    from imagesearch.detector.model import Detector
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"detector checkpoint not found: {path}")
+    detector = Detector.from_checkpoint(path, device=resolve_device(cfg.train.device))
+    model_cfg = dataclasses.replace(cfg.model, size=detector.size[0], classes=detector.classes)
+    val_set = _dataset(dataclasses.replace(cfg, model=model_cfg), cfg.data.val_root, train=False)
+    loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, collate_fn=collate, num_workers=cfg.data.num_workers)  # fmt: skip
+    return evaluate(detector.model, loader, cfg.train.progress, [sample.source for sample in val_set.samples])

@@ -77,3 +77,11 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     result = detector.detect([frame, frame[:50]])
     assert len(result) == 2 and result[1]["boxes"].shape[1] == 4
     assert (result[1]["boxes"][:, 3] <= 50).all()
+    # --evaluate scores a checkpoint without training: best.pt on the validation split gives the AP
+    # logged for its epoch, and the per-source APs cover every validation image.
+    best_row = max(rows, key=lambda r: r["val/ap50"])
+    scores = main([*args, "--evaluate", str(out / "best.pt")])
+    assert scores["val/ap50"] == pytest.approx(best_row["val/ap50"], abs=1e-6)
+    assert scores["val/images"] == best_row["val/images"] == scores["val/images_frame"] + scores["val/images_image"]
+    assert 0.0 <= scores["val/ap50_frame"] <= 1.0 and 0.0 <= scores["val/ap50_image"] <= 1.0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # nothing trained or logged
