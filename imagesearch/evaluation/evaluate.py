@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from imagesearch.config import atomic_write_text, write_config
-from imagesearch.data.crops import cut_crop
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
 from imagesearch.data.video import VideoError, read_frames
@@ -66,6 +65,7 @@ class DetectorSection(DetectionConfig):
 
     checkpoint: str = ""
     device: str = "auto"
+    amp: bool = True  # float16 autocast of the detector on CUDA (ignored on the CPU)
 
 
 @dataclass
@@ -138,7 +138,7 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
         path = Path(cfg.detector.checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"detector.checkpoint: detector checkpoint not found: {path}")
-        models["detector"] = Detector.from_checkpoint(path, device=_device(cfg.detector.device))
+        models["detector"] = Detector.from_checkpoint(path, device=_device(cfg.detector.device), amp=cfg.detector.amp)
         models["det_file"] = path
     elif not cfg.matcher.gt_boxes or cfg.gallery.boxes == "detector":
         raise ValueError(
@@ -272,7 +272,12 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     atomic_write_text(out / "result.json", json.dumps(results, ensure_ascii=False, indent=1) + "\n")
     metrics, report_all = compute_metrics(split, traces, results, np.array(gallery.item_ids))
     metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key, "built": gallery.built}  # fmt: skip
-    metrics["features"] = {"kind": cfg.features.kind, "lbp_weight": cfg.features.lbp_weight}
+    metrics["features"] = {
+        "kind": cfg.features.kind,
+        "lbp_weight": cfg.features.lbp_weight,
+        "crops": extractor.crop_path,
+    }
+    metrics["matcher_time_s"] = {k: round(v, 3) for k, v in matcher.timings.items()}  # decode = waiting for frames
     if thumbs is not None:
         page = write_report(out, split, traces, report_all, gallery, cfg.report, thumbs, metrics)
         metrics["report"] = str(page)
@@ -299,14 +304,15 @@ def annotated_query_parts(
         except VideoError as exc:
             log.warning("%s; left out of the fusion tuning", exc)
             continue
-        crops = []
-        for f, rgb in zip(frames, images, strict=True):
+        owners, boxes = [], []
+        for j, f in enumerate(frames):
             for b in f.boxes:
                 if b.instance_id in split.instance_to_item:
-                    crops.append(cut_crop(rgb, b.xyxy, margin, max_side))
+                    owners.append(j)
+                    boxes.append(b.xyxy)
                     items.append(split.instance_to_item[b.instance_id])
-        if crops:
-            chunks.append(extractor.parts(crops))
+        if boxes:  # the crop path of the gallery (extractor.crop_path), so the parts are comparable
+            chunks.append(extractor.box_parts(images, np.array(owners), np.array(boxes, np.float64), margin, max_side))
     if not chunks:
         raise ValueError(f"{split.root}: no annotated product crop in a present video to tune the fusion on")
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, items

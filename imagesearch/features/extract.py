@@ -12,6 +12,15 @@ Global features (`FEATURES`, chosen by `FeatureConfig.kind`):
   SPEC §6 baseline that needs no training. `weights: none` gives a random-init trunk (tests only).
 - "embedder": a trained embedder checkpoint (`imagesearch.embedder.model.load_embedder`).
 
+Crop paths (`FeatureConfig.crops`): "roi_align" cuts every box of a stack of images on the model's
+device in one batched `torchvision.ops.roi_align` call straight to the input size, LBP from the same
+boxes at `lbp.resize` (`features.roi`); "cpu" cuts each box with `data.crops.cut_crop` and resizes it
+with albumentations. The path is part of `key_config`, so a gallery is never searched with queries
+of the other path. A global feature without a tensor entry point (a plain numpy function, as in the
+tests) always takes the CPU path, and its key says so.
+
+On CUDA the models run under autocast (`amp`: bf16 / fp16) in channels-last layout; the CPU stays fp32.
+
 `CropClassifier` wraps a trained classifier the same way (crops -> category names), for the
 matcher's category-consistency filter.
 """
@@ -31,23 +40,27 @@ from tqdm import tqdm
 
 from imagesearch.backbones import build_vgg16_features, layer_end
 from imagesearch.data.augment import crop_transform
+from imagesearch.data.crops import cut_crop
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import resolve_device
 from imagesearch.features.fusion import fuse
 from imagesearch.features.lbp import lbp_histograms
 from imagesearch.features.pooling import build_pool
+from imagesearch.features.roi import CROP_PATHS, roi_parts
 
 __all__ = [
     "FEATURES",
     "CropClassifier",
     "CropFeatures",
     "FeatureConfig",
+    "GlobalFeature",
     "LBPConfig",
     "build_extractor",
     "missing_weights_message",
 ]
 
 CONVERTER = "python scripts/convert_vgg16_weights.py --out {path}"
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -78,6 +91,9 @@ class FeatureConfig:
         lbp: LBP histogram settings.
         batch_size: crops per forward pass.
         device: "auto", "cpu" or "cuda[:i]".
+        crops: "roi_align" (boxes cut on the device in one batched call) or "cpu" (`cut_crop` per box).
+        amp: CUDA autocast dtype of the feature models, "bf16", "fp16" or "none" (the CPU always runs fp32).
+        channels_last: channels-last memory layout on CUDA (ignored on the CPU).
     """
 
     kind: str = "imagenet_vgg16"
@@ -91,6 +107,9 @@ class FeatureConfig:
     lbp: LBPConfig = field(default_factory=LBPConfig)
     batch_size: int = 32
     device: str = "auto"
+    crops: str = "roi_align"
+    amp: str = "bf16"
+    channels_last: bool = True
 
 
 def missing_weights_message(path: str | Path) -> str:
@@ -106,21 +125,79 @@ def _batches(n: int, size: int, desc: str, progress: bool) -> Any:
 
 
 class _TorchCrops:
-    """Shared batching: crops -> resized, ImageNet-normalised tensors -> a model -> numpy rows."""
+    """Shared batching: crops -> resized, ImageNet-normalised tensors -> a model -> rows.
 
-    def __init__(self, model: nn.Module, image_size: int, batch_size: int, device: str) -> None:
+    On CUDA the model runs under autocast (`amp`) and channels-last when asked; on the CPU in fp32.
+    """
+
+    def __init__(
+        self, model: nn.Module, image_size: int, batch_size: int, device: str, amp: str = "none",
+        channels_last: bool = False,
+    ) -> None:  # fmt: skip
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"features.amp: unknown {amp!r}; choose one of {sorted(AMP_DTYPES)}")
         self.device = resolve_device(device)
+        cuda = self.device.type == "cuda"
+        self.amp_dtype = AMP_DTYPES[amp] if cuda else None
+        self.channels_last = channels_last and cuda
         self.model = model.eval().to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.image_size = image_size
         self.transform = crop_transform(image_size, train=False)
         self.batch_size = max(1, batch_size)
+
+    @property
+    def amp(self) -> str:
+        """The autocast dtype in effect ("none" on the CPU)."""
+        return {v: k for k, v in AMP_DTYPES.items()}[self.amp_dtype]
+
+    def forward(self, x: torch.Tensor, post: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """(N, 3, S, S) normalised batch on the device -> post(model(x)) as float32 (N, D), on the device."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        dtype = self.amp_dtype or torch.bfloat16  # a dtype autocast accepts even when disabled
+        with torch.autocast(self.device.type, dtype=dtype, enabled=self.amp_dtype is not None):
+            y = self.model(x)
+        return post(y.float()).float()
 
     @torch.inference_mode()
     def run(self, crops: Sequence[np.ndarray], post: Callable[[torch.Tensor], torch.Tensor], desc: str, progress: bool) -> np.ndarray:  # fmt: skip
         out = []
         for start in _batches(len(crops), self.batch_size, desc, progress):
             batch = torch.stack([self.transform(image=c)["image"] for c in crops[start : start + self.batch_size]])
-            out.append(post(self.model(batch.to(self.device))).float().cpu().numpy())
+            out.append(self.forward(batch.to(self.device), post).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+class GlobalFeature:
+    """A global feature with two entry points: RGB crops (CPU path) and normalised device tensors.
+
+    Args:
+        runner: the model and its batching.
+        post: applied to the model's output (e.g. L2 normalisation).
+        desc: progress-bar label.
+    """
+
+    def __init__(self, runner: _TorchCrops, post: Callable[[torch.Tensor], torch.Tensor], desc: str) -> None:
+        self.runner, self.post, self.desc = runner, post, desc
+
+    @property
+    def image_size(self) -> int:
+        return self.runner.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
+        """(N, D) float32 rows of RGB uint8 crops of any size (resized and normalised on the CPU)."""
+        return self.runner.run(crops, self.post, self.desc, progress)
+
+    @torch.inference_mode()
+    def from_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, D) float32 rows, on the device, of an (N, 3, S, S) ImageNet-normalised batch on the device."""
+        return self.runner.forward(x, self.post)
 
 
 class _PooledTrunk(nn.Module):
@@ -134,7 +211,7 @@ class _PooledTrunk(nn.Module):
         return self.pool(self.trunk(x))
 
 
-def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[Callable[[Sequence[np.ndarray], bool], np.ndarray], list[Path]]:
+def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
     weights = cfg.weights.strip()
     files: list[Path] = []
     if weights.lower() not in ("", "none"):
@@ -147,35 +224,24 @@ def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[Callable[[Sequence[np.ndarray],
         weights = "none"
     features = build_vgg16_features(weights, width_mult=cfg.width_mult)
     model = _PooledTrunk(features[: layer_end(features, cfg.layer)], build_pool(cfg.pool))
-    runner = _TorchCrops(model, cfg.image_size, cfg.batch_size, cfg.device)
-
-    def extract(crops: Sequence[np.ndarray], progress: bool) -> np.ndarray:
-        return runner.run(crops, lambda y: F.normalize(y, dim=1), "features: vgg16", progress)
-
-    return extract, files
+    runner = _TorchCrops(model, cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
+    return GlobalFeature(runner, lambda y: F.normalize(y, dim=1), "features: vgg16"), files
 
 
-def _embedder(cfg: FeatureConfig) -> tuple[Callable[[Sequence[np.ndarray], bool], np.ndarray], list[Path]]:
+def _embedder(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
     from imagesearch.embedder.model import load_embedder  # a trained stage: imported only when used
 
     path = Path(cfg.checkpoint).expanduser()
     if not cfg.checkpoint or not path.is_file():
         raise FileNotFoundError(f"features.checkpoint: embedder checkpoint not found: {cfg.checkpoint!r}")
-    device = resolve_device(cfg.device)
-    embedder = load_embedder(path).to(device)
-
-    def extract(crops: Sequence[np.ndarray], progress: bool) -> np.ndarray:
-        out = []
-        step = max(1, cfg.batch_size) * 8  # the embedder batches inside; chunks here only drive the bar
-        for start in _batches(len(crops), step, "features: embedder", progress):
-            emb = embedder.embed_crops(list(crops[start : start + step]), cfg.batch_size)
-            out.append(emb.detach().cpu().numpy() if isinstance(emb, torch.Tensor) else np.asarray(emb))
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 0), np.float32)
-
-    return extract, [path]
+    embedder = load_embedder(path)
+    # The embedder's forward is `Embedder.embed_crops` without its per-crop loop: same resize
+    # (its own image_size), same normalisation, eval mode; it L2-normalises inside.
+    runner = _TorchCrops(embedder, embedder.cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
+    return GlobalFeature(runner, lambda y: y, "features: embedder"), [path]
 
 
-FEATURES: dict[str, Callable[[FeatureConfig], tuple[Callable[[Sequence[np.ndarray], bool], np.ndarray], list[Path]]]] = {
+FEATURES: dict[str, Callable[[FeatureConfig], tuple[GlobalFeature, list[Path]]]] = {
     "imagenet_vgg16": _imagenet_vgg16,
     "embedder": _embedder,
 }  # fmt: skip
@@ -185,8 +251,9 @@ class CropFeatures:
     """Crops -> {"global": (N, Dg), "lbp": (N, Dl)} parts, and their weighted fusion.
 
     Args:
-        global_fn: `(crops, progress) -> (N, Dg)` L2-normalised rows.
-        cfg: the features config (for LBP settings, the fusion weight and the cache key).
+        global_fn: `(crops, progress) -> (N, Dg)` L2-normalised rows; a `GlobalFeature` also gives the
+            device path (`from_tensor`), which `features.crops: roi_align` needs.
+        cfg: the features config (for LBP settings, the fusion weight, the crop path and the cache key).
         files: files the global feature depends on (weights / checkpoints), for cache keys.
     """
 
@@ -203,32 +270,84 @@ class CropFeatures:
         """The fusion weights {"global": 1, "lbp": lbp_weight}."""
         return {"global": 1.0, "lbp": float(self.cfg.lbp_weight)}
 
+    @property
+    def crop_path(self) -> str:
+        """The crop path in effect: "roi_align" when configured and the global feature has a device path."""
+        return "roi_align" if self.cfg.crops == "roi_align" and isinstance(self.global_fn, GlobalFeature) else "cpu"
+
+    @property
+    def needed_parts(self) -> tuple[str, ...]:
+        """The parts the fused feature uses (a weight-0 LBP part is not computed for queries)."""
+        return ("global", "lbp") if self.cfg.lbp_weight > 0 else ("global",)
+
     def key_config(self) -> dict[str, Any]:
-        """The settings that decide the parts (not the fusion weight, batch size or device)."""
+        """The settings that decide the parts: not the fusion weight, batch size or device, but the crop
+        path and autocast dtype in effect (bf16 features are not fp32 features)."""
         from imagesearch.config import config_to_dict
 
         d = config_to_dict(self.cfg)
-        for name in ("lbp_weight", "batch_size", "device"):
+        for name in ("lbp_weight", "batch_size", "device", "channels_last"):
             d.pop(name, None)
+        d["crops"] = self.crop_path
+        runner = getattr(self.global_fn, "runner", None)
+        d["amp"] = runner.amp if isinstance(runner, _TorchCrops) else "none"
         return d
 
-    def parts(self, crops: Sequence[np.ndarray], progress: bool = False) -> dict[str, np.ndarray]:
-        """Both parts of `crops` (each an (H, W, 3) uint8 RGB array).
+    def parts(
+        self, crops: Sequence[np.ndarray], progress: bool = False, names: Sequence[str] = ("global", "lbp")
+    ) -> dict[str, np.ndarray]:
+        """Parts of `crops` (each an (H, W, 3) uint8 RGB array), by the CPU path.
 
         Returns:
-            {"global": (N, Dg) float32, "lbp": (N, Dl) float32}, rows L2-normalised.
+            {"global": (N, Dg) float32, "lbp": (N, Dl) float32} (those in `names`), rows L2-normalised.
         """
         self.calls += 1
-        lbp = self.cfg.lbp
-        return {
-            "global": np.ascontiguousarray(self.global_fn(crops, progress), dtype=np.float32),
-            "lbp": lbp_histograms(crops, grid=(lbp.grid[0], lbp.grid[1]), P=lbp.P, R=lbp.R, resize=(lbp.resize, lbp.resize)),
-        }  # fmt: skip
+        lbp, out = self.cfg.lbp, {}
+        if "global" in names:
+            out["global"] = np.ascontiguousarray(self.global_fn(crops, progress), dtype=np.float32)
+        if "lbp" in names:
+            out["lbp"] = lbp_histograms(crops, grid=(lbp.grid[0], lbp.grid[1]), P=lbp.P, R=lbp.R, resize=(lbp.resize, lbp.resize))  # fmt: skip
+        return out
+
+    def box_parts(
+        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int,
+        names: Sequence[str] = ("global", "lbp"),
+    ) -> dict[str, np.ndarray]:  # fmt: skip
+        """Parts of boxes of images, by the configured crop path (see the module docstring).
+
+        Args:
+            images: RGB uint8 (H_i, W_i, 3) arrays.
+            owners: (K,) int, the image each box is on.
+            boxes: (K, 4) x1 y1 x2 y2 in that image's pixels (grown by `margin` and clipped, as `cut_crop`).
+            margin: crop growth per side, a fraction of the box size.
+            max_side: CPU path: crops are shrunk to this longer side first (roi_align averages instead).
+            names: the parts to compute.
+
+        Returns:
+            {name: (K, D_name) float32} in box order, rows L2-normalised.
+        """
+        owners, boxes = np.asarray(owners, np.int64).reshape(-1), np.asarray(boxes, np.float64).reshape(-1, 4)
+        if self.crop_path == "cpu":
+            crops = [cut_crop(images[i], b, margin, max_side) for i, b in zip(owners, boxes, strict=True)]
+            return self.parts(crops, names=names)
+        self.calls += 1
+        feature, lbp = self.global_fn, self.cfg.lbp
+        assert isinstance(feature, GlobalFeature)
+        return roi_parts(
+            images, owners, boxes, margin, feature.device, names, batch_size=self.cfg.batch_size,
+            global_fn=(feature.from_tensor, feature.image_size), lbp=(lbp.resize, (lbp.grid[0], lbp.grid[1]), lbp.P, lbp.R),
+        )  # fmt: skip
 
     def fuse(self, parts: dict[str, np.ndarray], lbp_weight: float | None = None) -> np.ndarray:
-        """(N, D) fused features: `fuse(parts, {global: 1, lbp: w})`, w = `lbp_weight` or the config's."""
+        """(N, D) fused features: `fuse(parts, {global: 1, lbp: w})`, w = `lbp_weight` or the config's.
+
+        A part left out of `parts` must have weight 0 (queries skip a weight-0 LBP part).
+        """
         w = self.cfg.lbp_weight if lbp_weight is None else lbp_weight
-        return np.asarray(fuse(parts, {"global": 1.0, "lbp": float(w)}), dtype=np.float32)
+        weights = {"global": 1.0, "lbp": float(w)}
+        if "lbp" not in parts and w > 0:
+            raise ValueError(f"fusion: lbp_weight is {w} but the LBP part was not computed")
+        return np.asarray(fuse(parts, {k: v for k, v in weights.items() if k in parts}), dtype=np.float32)
 
     def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> np.ndarray:
         """(N, D) fused features of `crops`."""
@@ -248,8 +367,12 @@ def build_extractor(cfg: FeatureConfig) -> CropFeatures:
         raise ValueError(f"features.lbp_weight must be finite and >= 0, got {cfg.lbp_weight}")
     if len(cfg.lbp.grid) != 2:
         raise ValueError(f"features.lbp.grid must be [rows, cols], got {cfg.lbp.grid}")
-    global_fn, files = FEATURES[cfg.kind](cfg)
-    return CropFeatures(global_fn, cfg, files)
+    if cfg.crops not in CROP_PATHS:
+        raise ValueError(f"features.crops: unknown {cfg.crops!r}; choose one of {list(CROP_PATHS)}")
+    if cfg.amp not in AMP_DTYPES:
+        raise ValueError(f"features.amp: unknown {cfg.amp!r}; choose one of {sorted(AMP_DTYPES)}")
+    feature, files = FEATURES[cfg.kind](cfg)
+    return CropFeatures(feature, cfg, files)
 
 
 class CropClassifier:

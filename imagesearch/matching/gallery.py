@@ -20,6 +20,7 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,7 +58,9 @@ class GalleryConfig:
         max_per_image: detector boxes: at most this many per image, best first, after de-duplication.
         dedupe_iou: detector boxes: NMS IoU between kept boxes of one image.
         cache_dir: parent folder of the gallery caches.
-        chunk_images: product images read and embedded per chunk (bounds the memory of crops).
+        chunk_images: product images read and embedded per chunk (bounds the memory of images).
+        decode_workers: threads reading the product images of a chunk (cv2 decodes without the GIL); 0 or 1
+            reads them one after the other.
     """
 
     boxes: str = "annotated"
@@ -69,6 +72,7 @@ class GalleryConfig:
     dedupe_iou: float = 0.5
     cache_dir: str = "data/cache/gallery"
     chunk_images: int = 256
+    decode_workers: int = 4
 
 
 @dataclass(frozen=True)
@@ -177,13 +181,15 @@ def gallery_key(
     Args:
         split: the split whose product images form the gallery.
         extractor: the feature extractor (its settings and weight files count).
-        cfg: the gallery settings (`cache_dir` and `chunk_images` do not count).
+        cfg: the gallery settings (`cache_dir`, `chunk_images` and `decode_workers` do not count).
         model_files: further files the rows depend on (detector, classifier checkpoints).
 
     Returns:
         (16 hex digits, the JSON-ready description that was hashed).
     """
-    settings = {k: v for k, v in config_to_dict(cfg).items() if k not in ("cache_dir", "chunk_images")}
+    settings = {
+        k: v for k, v in config_to_dict(cfg).items() if k not in ("cache_dir", "chunk_images", "decode_workers")
+    }
     if cfg.boxes == "annotated":
         for name in ("min_score", "max_per_image", "dedupe_iou"):
             settings.pop(name)  # detector-only settings must not invalidate an annotated gallery
@@ -232,6 +238,13 @@ def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], cfg: GalleryCon
     return rows
 
 
+def _read_chunk(images: Sequence[ProductImage], workers: int) -> list[tuple[ProductImage, np.ndarray | None]]:
+    if workers <= 1 or len(images) <= 1:
+        return [(im, _read_rgb(im.path)) for im in images]
+    with ThreadPoolExecutor(min(workers, len(images))) as pool:
+        return list(zip(images, pool.map(lambda im: _read_rgb(im.path), images), strict=True))
+
+
 def _compute(
     split: Split,
     extractor: CropFeatures,
@@ -246,7 +259,7 @@ def _compute(
     bar = tqdm(total=len(images), desc="gallery", unit="img", disable=not progress)
     step = max(1, cfg.chunk_images)
     for start in range(0, len(images), step):
-        loaded = [(im, _read_rgb(im.path)) for im in images[start : start + step]]
+        loaded = _read_chunk(images[start : start + step], cfg.decode_workers)
         for im, rgb in loaded:
             if rgb is None:
                 log.warning("cannot read product image %s; it is left out of the gallery", im.path)
@@ -254,15 +267,19 @@ def _compute(
         if cfg.boxes == "detector":
             assert detector is not None
             dets = detector.detect([rgb for _, rgb in readable]) if readable else []
-            rows = [(rgb, r) for (im, rgb), d in zip(readable, dets, strict=True) for r in _detected_rows(im, d, cfg)]
+            rows = [(j, r) for j, ((im, _), d) in enumerate(zip(readable, dets, strict=True)) for r in _detected_rows(im, d, cfg)]  # fmt: skip
         else:
-            rows = [(rgb, r) for im, rgb in readable for r in _annotated_rows(im, cfg)]
-        crops = [cut_crop(rgb, r.box, cfg.margin, cfg.max_side) for rgb, r in rows]
+            rows = [(j, r) for j, (im, _) in enumerate(readable) for r in _annotated_rows(im, cfg)]
         recs = [r for _, r in rows]
-        if classify is not None and crops:
+        pictures = [rgb for _, rgb in readable]
+        if classify is not None and rows:
+            crops = [cut_crop(pictures[j], r.box, cfg.margin, cfg.max_side) for j, r in rows]
             recs = [GalleryRecord(**{**asdict(r), "label": lab}) for r, lab in zip(recs, classify(crops), strict=True)]
-        if crops:
-            chunks.append(extractor.parts(crops))
+        if rows:
+            owners = np.array([j for j, _ in rows], np.int64)
+            boxes = np.array([r.box for _, r in rows], np.float64)
+            # The same crop path as the queries (extractor.crop_path, part of the cache key).
+            chunks.append(extractor.box_parts(pictures, owners, boxes, cfg.margin, cfg.max_side))
             records += recs
         bar.update(len(loaded))
     bar.close()

@@ -10,20 +10,30 @@ decide with the rules of `voting.py` / `assign.py` (`decide`):
 
 A video whose `.mp4` is missing or unreadable is skipped and counted, never fatal. `result.json`
 follows SPEC §2, with `ranked_items` added for the top-k metrics.
+
+`Matcher.run` streams: frames are decoded ahead in worker processes (`data.prefetch`,
+`matcher.decode_workers`), frames of consecutive videos share detector batches of
+`detector.batch_size` frames, and the boxes of a group of finished videos are cut on the device and
+embedded in batched calls (`CropFeatures.box_parts`) and searched in one index call. A video's
+frames are dropped once its queries are searched, so memory holds about one detector batch of frames
+plus the prefetched videos, whatever the split's size; traces keep boxes, neighbours and row indices.
+`Matcher.timings` splits the wall time into decode (waiting for frames), detect, embed and search.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
 from imagesearch.data.crops import cut_crop
+from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sample_frames
 from imagesearch.data.records import Split, Video
-from imagesearch.data.video import VideoError, probe_video, read_frames
 from imagesearch.features.extract import CropFeatures
 from imagesearch.matching.assign import abstain, assign_one_to_one, decisions_to_results
 from imagesearch.matching.gallery import Detects, Gallery
@@ -40,7 +50,7 @@ from imagesearch.matching.voting import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DetectionConfig", "MatcherConfig", "Matcher", "VideoTrace", "decide", "sample_frames"]
+__all__ = ["DetectionConfig", "FramePlan", "MatcherConfig", "Matcher", "VideoTrace", "decide", "sample_frames"]
 
 FrameHook = Callable[[Video, list[int], list[np.ndarray]], None]
 
@@ -68,6 +78,8 @@ class MatcherConfig:
         max_distance: abstain when the chosen evidence's squared distance exceeds this; None never.
         margin: crop growth on each side, as a fraction of the box size.
         max_side: crops larger than this are shrunk first.
+        decode_workers: processes decoding frames ahead of the models; 0 decodes in the main process.
+        prefetch: videos decoded ahead per decode worker.
     """
 
     num_frames: int = 10
@@ -84,6 +96,8 @@ class MatcherConfig:
     max_distance: float | None = None
     margin: float = 0.1
     max_side: int = 256
+    decode_workers: int = 0
+    prefetch: int = 2
 
 
 @dataclass
@@ -95,7 +109,7 @@ class DetectionConfig:
         max_per_frame: at most this many boxes per frame, best first, after de-duplication.
         dedupe_iou: NMS IoU: a box overlapping a higher-scoring kept box more than this is a duplicate
             or an occluded garment and is dropped (SPEC §3 stage 7).
-        batch_size: frames per detector forward pass.
+        batch_size: frames per detector forward pass (frames of consecutive videos share a batch).
     """
 
     min_score: float = 0.3
@@ -132,35 +146,6 @@ class VideoTrace:
     decision: VideoDecision | None = None
 
 
-def sample_frames(
-    n_frames: int, count: int, skip: int = 0, align: int = 0, candidates: Sequence[int] | None = None
-) -> list[int]:
-    """`count` frame indices evenly spaced among the candidates, first and last included.
-
-    Args:
-        n_frames: frames in the clip.
-        count: how many to take (all candidates when there are fewer).
-        skip: candidates below this index are dropped.
-        align: > 0: candidates are the multiples of `align` (ignored when `candidates` is given).
-        candidates: explicit candidates (e.g. the annotated frames); default every (aligned) frame.
-
-    Returns:
-        Sorted, distinct indices in [skip, n_frames).
-
-    >>> sample_frames(400, 10), sample_frames(400, 10, skip=80, align=40)
-    ([0, 44, 89, 133, 177, 222, 266, 310, 355, 399], [80, 120, 160, 200, 240, 280, 320, 360])
-    """
-    if candidates is None:
-        step = align if align > 0 else 1
-        pool = list(range(-(-skip // step) * step, n_frames, step))
-    else:
-        pool = sorted({int(c) for c in candidates if skip <= c < n_frames})
-    if len(pool) <= count or count <= 0:
-        return pool if count > 0 else []
-    # Spacing (len - 1) / (count - 1) > 1, so the rounded positions are distinct.
-    return [pool[p] for p in np.linspace(0, len(pool) - 1, count).round().astype(int)]
-
-
 def decide(
     videos: Mapping[str, Sequence[FrameCandidates]], cfg: MatcherConfig, item_instances: Mapping[str, set[int]]
 ) -> dict[str, VideoDecision]:
@@ -195,6 +180,20 @@ def decide(
     return out
 
 
+@dataclass
+class _Work:
+    """A decoded video in flight: its frames, kept until its queries have been searched."""
+
+    trace: VideoTrace
+    video: Video
+    frames: list[np.ndarray]
+    boxes: list[tuple[int, tuple, float, int]] = field(default_factory=list)  # (frame index, box, score, instance)
+    undetected: int = 0  # frames still waiting for the detector
+
+
+STAGES = ("decode", "detect", "embed", "search")
+
+
 class Matcher:
     """Queries videos against a gallery.
 
@@ -207,6 +206,10 @@ class Matcher:
         classify: crops -> category names (for the category filter); None: no categories.
         merge_map: category -> merged group, applied to query and gallery categories.
         index: "brute", "faiss_flat" or "faiss_ivf", and its keyword arguments.
+
+    Attributes:
+        timings: seconds per stage of the last `run` ("decode" = waiting for decoded frames).
+        max_frames_held: the most decoded frames held at once in the last `run` (memory stays flat).
     """
 
     def __init__(
@@ -232,15 +235,21 @@ class Matcher:
         self.index = build_index(index, **dict(index_kwargs or {}))
         self.index.add(gallery.features(extractor.fuse))
         self.gallery_groups = [self.group(r.label) for r in gallery.records]
+        self.plan = FramePlan(cfg.num_frames, cfg.skip_frames, cfg.frame_align, cfg.gt_boxes)
+        self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self.max_frames_held = 0
 
     def group(self, label: str | None) -> str | None:
         """A category's merged group (itself when unmerged); None stays None."""
         return None if label is None else self.merge_map.get(label, label)
 
-    def _search(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        if not crops:
-            return np.zeros((0, self.cfg.k), np.float32), np.zeros((0, self.cfg.k), np.int64)
-        return self.index.search(self.extractor(crops), self.cfg.k)
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] += time.perf_counter() - start
 
     def _neighbours(self, dist: np.ndarray, rows: np.ndarray) -> list[Neighbour]:
         out = []
@@ -260,46 +269,86 @@ class Matcher:
             if self.cfg.gt_distractors or b.instance_id > 0
         ]
 
-    def _detected_boxes(
-        self, video: Video, indices: list[int], frames: list[np.ndarray], trace: VideoTrace
-    ) -> list[tuple[int, tuple, float, int]]:
+    def _detect(self, batch: list[tuple[_Work, int]]) -> None:
+        """One detector pass over frames of possibly several videos; boxes go to each video's work."""
         assert self.detector is not None
-        annotated = {f.frame_index: f for f in video.frames}
-        out: list[tuple[int, tuple, float, int]] = []
-        step = max(1, self.det_cfg.batch_size)
-        for start in range(0, len(frames), step):
-            detections = self.detector.detect(frames[start : start + step])
-            for i, det in zip(indices[start : start + step], detections, strict=True):
-                if i in annotated:  # detector AP@0.5 on the sampled annotated frames, class-agnostic
-                    gt = np.asarray([b.xyxy for b in annotated[i].boxes], np.float64).reshape(-1, 4)
-                    ones = np.ones(len(det["scores"]), np.int64)
-                    trace.detections.append(
-                        ({"boxes": det["boxes"], "scores": det["scores"], "labels": ones},
-                         {"boxes": gt, "labels": np.ones(len(gt), np.int64)})
-                    )  # fmt: skip
-                ok = det["scores"] >= self.det_cfg.min_score
-                boxes, scores = det["boxes"][ok], det["scores"][ok]
-                kept = dedupe_boxes(boxes, scores, self.det_cfg.dedupe_iou) if len(boxes) else []
-                out += [
-                    (i, tuple(map(float, boxes[j])), float(scores[j]), -1) for j in kept[: self.det_cfg.max_per_frame]
-                ]
-        return out
+        with self._timed("detect"):
+            detections = self.detector.detect([w.frames[j] for w, j in batch])
+        for (w, j), det in zip(batch, detections, strict=True):
+            i = w.trace.frame_indices[j]
+            frame = next((f for f in w.video.frames if f.frame_index == i), None)
+            if frame is not None:  # detector AP@0.5 on the sampled annotated frames, class-agnostic
+                gt = np.asarray([b.xyxy for b in frame.boxes], np.float64).reshape(-1, 4)
+                ones = np.ones(len(det["scores"]), np.int64)
+                w.trace.detections.append(
+                    ({"boxes": det["boxes"], "scores": det["scores"], "labels": ones},
+                     {"boxes": gt, "labels": np.ones(len(gt), np.int64)})
+                )  # fmt: skip
+            ok = det["scores"] >= self.det_cfg.min_score
+            boxes, scores = det["boxes"][ok], det["scores"][ok]
+            kept = dedupe_boxes(boxes, scores, self.det_cfg.dedupe_iou) if len(boxes) else []
+            w.boxes += [
+                (i, tuple(map(float, boxes[k])), float(scores[k]), -1) for k in kept[: self.det_cfg.max_per_frame]
+            ]
+            w.undetected -= 1
 
-    def _annotated_recall(
-        self, video: Video, split: Split, frames: dict[int, np.ndarray], trace: VideoTrace, inst: list[int]
-    ) -> None:
-        known = split.instance_to_item
-        if self.cfg.gt_boxes:  # the queries are the annotated boxes: reuse their neighbours
-            trace.annotated = [(known[n], r) for n, r in zip(inst, trace.query_rows, strict=True) if n in known]
-            return
-        crops, items = [], []
-        for f in video.frames:
-            for b in f.boxes if f.frame_index in frames else []:
-                if b.instance_id in known:
-                    crops.append(cut_crop(frames[f.frame_index], b.xyxy, self.cfg.margin, self.cfg.max_side))
-                    items.append(known[b.instance_id])
-        _, rows = self._search(crops)
-        trace.annotated = list(zip(items, rows, strict=True))
+    def _recall_boxes(self, work: _Work, split: Split) -> list[tuple[int, tuple, str]]:
+        """(frame index, box, true item) of the annotated product boxes of the sampled annotated frames."""
+        known, sampled = split.instance_to_item, set(work.trace.frame_indices)
+        return [
+            (f.frame_index, tuple(b.xyxy), known[b.instance_id])
+            for f in work.video.frames
+            if f.frame_index in sampled
+            for b in f.boxes
+            if b.instance_id in known
+        ]
+
+    def _finish(self, works: list[_Work], split: Split) -> None:
+        """Crop, embed and search the boxes of finished videos in batched calls; then drop their frames."""
+        images: list[np.ndarray] = []
+        owners: list[int] = []
+        boxes: list[tuple] = []
+        recall: list[list[tuple[int, tuple, str]]] = []
+        works = [w for w in works if w.trace.status == "ok"]
+        for w in works:
+            where = {i: len(images) + j for j, i in enumerate(w.trace.frame_indices)}
+            recall.append([] if self.cfg.gt_boxes else self._recall_boxes(w, split))
+            for i, b, *_ in [*w.boxes, *recall[-1]]:
+                owners.append(where[i])
+                boxes.append(b)
+            images += w.frames
+        dist, rows = self._search(images, np.asarray(owners, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4))
+        labels: list[str | None] = [None] * len(boxes)
+        if self.classify is not None and boxes:
+            crops = [cut_crop(images[o], b, self.cfg.margin, self.cfg.max_side) for o, b in zip(owners, boxes, strict=True)]  # fmt: skip
+            labels = list(self.classify(crops))
+        start = 0
+        for w, rec in zip(works, recall, strict=True):
+            q, t = len(w.boxes), w.trace
+            sl = slice(start, start + q)
+            t.query_rows = rows[sl]
+            t.queries = [
+                FrameCandidates(i, b, s, self.group(lab), self._neighbours(d, r))
+                for (i, b, s, _), lab, d, r in zip(w.boxes, labels[sl], dist[sl], rows[sl], strict=True)
+            ]
+            if self.cfg.gt_boxes:  # the queries are the annotated boxes: reuse their neighbours
+                known = split.instance_to_item
+                t.annotated = [(known[n], r) for (_, _, _, n), r in zip(w.boxes, t.query_rows, strict=True) if n in known]  # fmt: skip
+            else:
+                t.annotated = [(item, r) for (_, _, item), r in zip(rec, rows[start + q : start + q + len(rec)], strict=True)]  # fmt: skip
+            start += q + len(rec)
+            t.status = "ok" if t.queries else "no garments"
+            w.frames = []
+
+    def _search(self, images: list[np.ndarray], owners: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.cfg.k
+        if not len(boxes):
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        with self._timed("embed"):
+            parts = self.extractor.box_parts(images, owners, boxes, self.cfg.margin, self.cfg.max_side, self.extractor.needed_parts)  # fmt: skip
+            query = self.extractor.fuse(parts)
+        with self._timed("search"):
+            return self.index.search(query, k)
 
     def query_video(self, video: Video, split: Split, on_frames: FrameHook | None = None) -> VideoTrace:
         """Sample, decode, find garments, embed and search one video (no decision yet).
@@ -312,39 +361,57 @@ class Matcher:
         Returns:
             The `VideoTrace`.
         """
-        trace, cfg = VideoTrace(video.video_id), self.cfg
-        if not video.present or not video.path.is_file():
-            trace.status, trace.error = "missing", f"{video.path}: video file not found"
-            return trace
-        try:
-            n = video.num_frames or probe_video(video.path).frames
-            cands = [f.frame_index for f in video.frames if f.boxes] if cfg.gt_boxes else None
-            trace.frame_indices = sample_frames(n, cfg.num_frames, cfg.skip_frames, cfg.frame_align, cands)
-            frames = read_frames(video.path, trace.frame_indices)
-        except VideoError as exc:
-            trace.status, trace.error = "unreadable", str(exc)
-            return trace
-        if not frames:
-            trace.status = "no frames"
-            return trace
-        if on_frames is not None:
-            on_frames(video, trace.frame_indices, frames)
-        by_index = dict(zip(trace.frame_indices, frames, strict=True))
-        if cfg.gt_boxes:
-            boxes = self._gt_boxes(video, trace.frame_indices)
-        else:
-            boxes = self._detected_boxes(video, trace.frame_indices, frames, trace)
-        crops = [cut_crop(by_index[i], b, cfg.margin, cfg.max_side) for i, b, _, _ in boxes]
-        labels = self.classify(crops) if self.classify is not None and crops else [None] * len(crops)
-        dist, trace.query_rows = self._search(crops)
-        trace.queries = [
-            FrameCandidates(i, b, s, self.group(lab), self._neighbours(d, r))
-            for (i, b, s, _), lab, d, r in zip(boxes, labels, dist, trace.query_rows, strict=True)
-        ]
-        self._annotated_recall(video, split, by_index, trace, [n for _, _, _, n in boxes])
-        if not trace.queries:
-            trace.status = "no garments"
-        return trace
+        return next(self.stream([video], split, on_frames))
+
+    def stream(
+        self, videos: Sequence[Video], split: Split, on_frames: FrameHook | None = None, progress: bool = False
+    ) -> Iterator[VideoTrace]:
+        """Query videos in a stream (see the module docstring); yields each trace, undecided, in order.
+
+        Resets `timings` and `max_frames_held`.
+        """
+        self.timings, self.max_frames_held = dict.fromkeys(STAGES, 0.0), 0
+        batch, gt = max(1, self.det_cfg.batch_size), self.cfg.gt_boxes
+        inflight: list[_Work] = []  # decoded, in order, not yet searched
+        queue: list[tuple[_Work, int]] = []  # frames waiting for the detector
+        decoded = iter_decoded(videos, self.plan, self.cfg.decode_workers, self.cfg.prefetch)
+        bar = tqdm(total=len(videos), desc="videos", unit="video", disable=not progress)
+        while True:
+            with self._timed("decode"):
+                item: DecodedVideo | None = next(decoded, None)
+            last = item is None
+            if item is not None:
+                work = self._start(item, videos[item.position], on_frames)
+                inflight.append(work)  # skipped videos too, so that traces come out in order
+                if work.trace.status == "ok" and gt:
+                    work.boxes = self._gt_boxes(work.video, work.trace.frame_indices)
+                elif work.trace.status == "ok":
+                    queue += [(work, j) for j in range(len(work.frames))]
+                self.max_frames_held = max(self.max_frames_held, sum(len(w.frames) for w in inflight))
+            while queue and (len(queue) >= batch or last):
+                self._detect(queue[:batch])
+                queue = queue[batch:]
+            done = 0
+            while done < len(inflight) and inflight[done].undetected == 0:
+                done += 1
+            if done and (last or sum(len(w.frames) for w in inflight[:done]) >= batch):
+                finished, inflight = inflight[:done], inflight[done:]
+                self._finish(finished, split)
+                for w in finished:
+                    bar.update()
+                    yield w.trace
+            if last:
+                break
+        bar.close()
+
+    def _start(self, item: DecodedVideo, video: Video, on_frames: FrameHook | None) -> _Work:
+        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error)
+        work = _Work(trace, video, item.frame_list())
+        if trace.status == "ok":
+            work.undetected = 0 if self.cfg.gt_boxes else len(work.frames)
+            if on_frames is not None:
+                on_frames(video, trace.frame_indices, work.frames)
+        return work
 
     def run(self, split: Split, video_ids: Sequence[str] | None = None, on_frames: FrameHook | None = None, progress: bool = True) -> list[VideoTrace]:  # fmt: skip
         """Query every video (or `video_ids`) and decide.
@@ -353,10 +420,7 @@ class Matcher:
             One trace per video, in split order, each with its `decision` (None for a skipped video).
         """
         ids = list(split.videos) if video_ids is None else list(video_ids)
-        traces = [
-            self.query_video(split.videos[v], split, on_frames)
-            for v in tqdm(ids, desc="videos", unit="video", disable=not progress)
-        ]
+        traces = list(self.stream([split.videos[v] for v in ids], split, on_frames, progress))
         skipped = [t for t in traces if t.status in ("missing", "unreadable")]
         if skipped:
             log.info("matcher: %d of %d videos skipped (missing or unreadable)", len(skipped), len(traces))
