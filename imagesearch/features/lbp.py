@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-__all__ = ["lbp_codes", "lbp_codes_batch", "lbp_dim", "lbp_histogram", "lbp_histograms"]
+__all__ = ["grid_histograms", "lbp_codes", "lbp_codes_batch", "lbp_dim", "lbp_histogram", "lbp_histograms"]
 
 
 def lbp_dim(grid: tuple[int, int] = (2, 2), P: int = 8) -> int:
@@ -135,7 +135,9 @@ def _cell_ids(h: int, w: int, grid: tuple[int, int], device: torch.device) -> to
     return torch.as_tensor(ry[:, None] * gx + rx[None, :], device=device)  # (H, W) in 0..gy*gx-1
 
 
-def _histograms(codes: torch.Tensor, grid: tuple[int, int], P: int) -> torch.Tensor:
+def grid_histograms(codes: torch.Tensor, grid: tuple[int, int], P: int) -> torch.Tensor:
+    """(N, rows*cols*(P+2)) float64 histograms of (N, H, W) uniform-LBP codes over a grid of cells,
+    per-cell frequencies, each row L2-normalised (the batched core of `lbp_histograms`)."""
     n, h, w = codes.shape
     bins = P + 2
     cells = _cell_ids(h, w, grid, codes.device)
@@ -197,7 +199,7 @@ def lbp_histograms(
     for start in tqdm(range(0, len(crops), step), desc="lbp", disable=not progress):
         grays = [_to_gray(np.asarray(c), resize, start + j) for j, c in enumerate(crops[start : start + step])]
         batch = torch.from_numpy(np.stack(grays)).to(device)
-        out.append(_histograms(lbp_codes_batch(batch, P, R), grid, P).cpu().numpy())
+        out.append(grid_histograms(lbp_codes_batch(batch, P, R), grid, P).cpu().numpy())
     return np.concatenate(out, axis=0)
 
 

@@ -25,7 +25,7 @@ import torch
 from torchvision.ops import roi_align
 
 from imagesearch.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from imagesearch.features.lbp import _histograms, lbp_codes_batch
+from imagesearch.features.lbp import grid_histograms, lbp_codes_batch
 
 __all__ = [
     "CROP_PATHS",
@@ -113,7 +113,7 @@ def lbp_from_crops(crops: torch.Tensor, grid: tuple[int, int], P: int, R: float)
     """
     # float64 codes (the default) reproduce the CPU path bit for bit on CPU and CUDA alike, so a gallery
     # built on one device and queries run on the other see the same codes.
-    return _histograms(lbp_codes_batch(gray_levels(crops), P, R), grid, P)
+    return grid_histograms(lbp_codes_batch(gray_levels(crops), P, R), grid, P)
 
 
 def _stacks(images: Sequence[np.ndarray], owners: np.ndarray) -> list[list[int]]:
