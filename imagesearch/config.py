@@ -54,7 +54,9 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
                 raise ConfigError(f"override {item!r} is not of the form key=value")
         if overrides:
             where = f"{where} + overrides {list(overrides)}"
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            # `key=` means the empty string (OmegaConf would read it as null); `key=null` gives None.
+            dotlist = [f"{item}''" if item.endswith("=") else item for item in overrides]
+            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(dotlist))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", None)

@@ -35,6 +35,13 @@ def test_defaults_then_file_then_overrides(tmp_path):
     assert cfg.weights is None
 
 
+def test_empty_override_is_the_empty_string_and_null_is_none():
+    cfg = load_config(Run, None, ["optim.name=", "weights=x.pt"])
+    assert cfg.optim.name == "" and cfg.weights == "x.pt"
+    assert load_config(Run, None, ["weights=null"]).weights is None
+    assert load_config(Run, None, ["weights="]).weights == ""
+
+
 @pytest.mark.parametrize(
     "overrides, key",
     [(["epochs=abc"], "epochs"), (["epohcs=2"], "epohcs"), (["optim.lrr=1"], "optim.lrr")],
