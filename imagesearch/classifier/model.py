@@ -220,8 +220,13 @@ def detector_trunk_state(state: Mapping[str, Any], features: nn.Sequential, wher
         features: the VGG16(-BN) trunk to fill, for the expected shapes.
         where: the file name, for errors.
 
+    When the trunk is VGG16-BN and the detector has a BatchNorm after every one of those convs (a
+    detector built with `trunk_batch_norm`), those BatchNorms' weights and running statistics come too,
+    in the trunk's own (BN) layout; otherwise only the convs, in the plain layout.
+
     Returns:
-        {"0.weight", "0.bias", "2.weight", ..., "28.bias"}: the plain VGG16 layout.
+        {"0.weight", "0.bias", "2.weight", ..., "28.bias"}: the plain VGG16 layout; or the VGG16-BN
+        layout {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", ...}.
 
     Raises:
         WeightsError: fewer than 13 matching convs were found.
@@ -229,10 +234,21 @@ def detector_trunk_state(state: Mapping[str, Any], features: nn.Sequential, wher
     convs = [features[i] for i in conv_indices(features)]
     keys = [k for k in state if k.startswith("backbone.")] or list(state)
     found: list[tuple[Tensor, Tensor]] = []
+    norms: list[str | None] = []  # per found conv: the prefix of the BatchNorm right after it, if any
     for key in keys:
+        value = state[key]
+        if norms and norms[-1] is None and key.endswith(".running_mean") and isinstance(value, Tensor):
+            prefix = key[: -len("running_mean")]
+            if tuple(value.shape) == (convs[len(found) - 1].out_channels,) and all(
+                prefix + name in state for name in ("weight", "bias", "running_var")
+            ):
+                norms[-1] = prefix
+            continue
         if len(found) == len(convs):
-            break
-        value, want = state[key], convs[len(found)]
+            if isinstance(value, Tensor) and value.ndim == 4:
+                break  # the next conv: conv5_3's BatchNorm, if any, came before it
+            continue
+        want = convs[len(found)]
         bias = state.get(key[: -len("weight")] + "bias") if key.endswith(".weight") else None
         if (
             isinstance(value, Tensor)
@@ -241,6 +257,7 @@ def detector_trunk_state(state: Mapping[str, Any], features: nn.Sequential, wher
             and tuple(bias.shape) == (want.out_channels,)
         ):
             found.append((value, bias))
+            norms.append(None)
     if len(found) != len(convs):
         shapes = [tuple(c.weight.shape) for c in convs]
         raise WeightsError(
@@ -248,6 +265,15 @@ def detector_trunk_state(state: Mapping[str, Any], features: nn.Sequential, wher
             f"state dict (expected kernels {shapes[len(found)]} and on, in order); is it a VGG16 SSD of the same width?"
         )
     out: dict[str, Tensor] = {}
+    trunk_bn = all(isinstance(features[i + 1], nn.BatchNorm2d) for i in conv_indices(features))
+    if trunk_bn and all(prefix is not None for prefix in norms):
+        # A VGG16-BN detector (`model.trunk_batch_norm`): its BatchNorm weights and running statistics
+        # belong with its convs; convs without them would see activations on another scale.
+        for i, (weight, bias), prefix in zip(conv_indices(features), found, norms, strict=True):
+            out[f"{i}.weight"], out[f"{i}.bias"] = weight, bias
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                out[f"{i + 1}.{name}"] = state[f"{prefix}{name}"]
+        return out
     plain_positions = _plain_conv_positions(features)
     for pos, (weight, bias) in zip(plain_positions, found, strict=True):
         out[f"{pos}.weight"], out[f"{pos}.bias"] = weight, bias

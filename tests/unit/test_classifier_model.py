@@ -154,6 +154,34 @@ def test_trunk_from_detector_checkpoint(tmp_path: Path) -> None:
     assert all(torch.equal(b.running_var, torch.ones_like(b.running_var)) for b in bns)
 
 
+def test_trunk_from_batch_norm_detector_keeps_its_statistics(tmp_path: Path) -> None:
+    # A detector with a VGG16-BN trunk (`trunk_batch_norm`, the smoke config): its BatchNorms' weights
+    # and running statistics must come with its convs. Made non-trivial first (as training leaves them),
+    # then the classifier's frozen trunk must compute what the detector's own VGG16-BN layers compute.
+    torch.manual_seed(0)
+    detector = build_detector(DetectorModelConfig(size=64, width_mult=SMOKE.width_mult, trunk_batch_norm=True))
+    det_bns = [m for m in detector.backbone.modules() if isinstance(m, nn.BatchNorm2d)][:13]
+    for bn in det_bns:
+        for name in ("weight", "bias", "running_mean"):
+            getattr(bn, name).data.normal_(0.0 if name != "weight" else 1.0, 0.3)
+        bn.running_var.data.uniform_(0.5, 2.0)
+    save_checkpoint(tmp_path / "detector.pt", {"model": detector.state_dict(), "epoch": 3, "config": {}})
+    model = build_classifier(dataclasses.replace(SMOKE, trunk_checkpoint=str(tmp_path / "detector.pt")))
+    bns = [m for m in model.trunk if isinstance(m, FrozenBatchNorm2d)]
+    assert len(bns) == 13
+    for ours, theirs in zip(bns, det_bns, strict=True):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=0, atol=0)
+    # Same function: the detector's conv/BN/ReLU/pool layers up to conv5_3's ReLU, in eval mode.
+    layers = [
+        m for m in detector.backbone.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d))
+    ]
+    reference = nn.Sequential(*layers[: len(model.trunk)]).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.trunk.eval()(x), reference(x))
+
+
 def test_trunk_from_detector_of_wrong_width(tmp_path: Path) -> None:
     _save_detector(tmp_path / "detector.pt", 0.25)
     cfg = dataclasses.replace(SMOKE, trunk_checkpoint=str(tmp_path / "detector.pt"))
