@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread for the test: a tiny model gains nothing from more, and on a busy
+    2-core machine OpenMP barriers make two threads several times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def sample_root() -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,14 +17,7 @@ from imagesearch.detector.model import Detector, DetectorModelConfig, build_dete
 SMOKE = DetectorModelConfig(size=96, width_mult=1 / 8, detections_per_img=50)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine OpenMP barriers make
-    # two threads several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (tests/conftest.py)
 
 
 @pytest.fixture()

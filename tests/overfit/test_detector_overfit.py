@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -13,14 +11,7 @@ from imagesearch.detector.model import DetectorModelConfig, build_detector
 SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine OpenMP barriers make
-    # two threads several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (tests/conftest.py)
 
 
 def _fixed_batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:

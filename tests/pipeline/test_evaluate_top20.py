@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from imagesearch.data.reader import load_split
 from imagesearch.metrics.results import parse_results
+from tests.helpers import load_script
 from tests.unit.tiny_retrieval import make_tiny_split
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_VGG = ["features.weights=none", "features.width_mult=0.125", "features.image_size=32", "progress=false"]
-
-
-def load_script(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

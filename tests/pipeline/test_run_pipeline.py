@@ -9,7 +9,8 @@ import pytest
 
 from imagesearch.metrics.results import parse_results
 from imagesearch.pipeline import route_overrides
-from tests.pipeline.test_evaluate_top20 import REPO, load_script
+from tests.helpers import load_script
+from tests.pipeline.test_evaluate_top20 import REPO
 
 TINY_TRAIN = ["train.epochs=1", "train.max_iters_per_epoch=2", "train.tensorboard=false", "train.progress=false"]
 ARGS = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -14,15 +13,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from imagesearch.classifier.merging import load_merge_map
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.synthetic import SyntheticConfig, generate_split
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_classifier", REPO / "scripts" / "train_classifier.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_script("train_classifier")
 
 
 def test_train_resume_merge(tmp_path: Path) -> None:

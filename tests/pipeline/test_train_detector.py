@@ -2,38 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
-import torch
 
 from imagesearch.detector.model import Detector
 from imagesearch.synthetic import SyntheticConfig, generate_split
+from tests.helpers import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE = REPO_ROOT / "configs" / "smoke" / "detector.yaml"
 
 
 def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_detector", REPO_ROOT / "scripts" / "train_detector.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_detector")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine OpenMP barriers make
-    # two threads several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

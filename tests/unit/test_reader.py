@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ from PIL import Image
 
 from imagesearch.data.reader import DataError, load_split, split_summary
 from imagesearch.data.records import Box
+from tests.helpers import load_script
 
 IMG_W, IMG_H = 40, 30  # product images
 CLIP_W, CLIP_H, CLIP_FRAMES = 32, 48, 10  # the one present video
@@ -367,12 +367,7 @@ def test_example_message_format(tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "inspect_data", Path(__file__).parents[2] / "scripts" / "inspect_data.py"
-    )
-    assert spec is not None and spec.loader is not None
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_script("inspect_data")
     assert cli.main([str(tmp_path / "absent")]) == 2
     assert "split directory not found" in capsys.readouterr().err
     bad = tmp_path / "split"

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.helpers import load_script
 from tests.unit.score_split import build_split
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "score.py"
 
 
 @pytest.fixture()
 def cli(monkeypatch):
-    spec = importlib.util.spec_from_file_location("score_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("score")
     split = build_split()
     split.videos["vA"].present = True
     split.videos["vB"].present = True

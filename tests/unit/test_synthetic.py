@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.synthetic import SyntheticConfig, annotated_frame_indices, generate_split, plan_items
 from imagesearch.synthetic.patterns import COLOUR_WORDS
+from tests.helpers import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED, NUM_ITEMS = 7, 6
@@ -272,9 +272,7 @@ def test_overwrite_replaces_a_split(tmp_path: Path) -> None:
 
 
 def test_cli_writes_a_split_and_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = importlib.util.spec_from_file_location("make_synthetic", REPO_ROOT / "scripts" / "make_synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("make_synthetic")
     argv = ["--out", str(tmp_path / "cli"), "--items", "2", "--seed", "5", "--frames", "41", "--width", "64",
             "--height", "96", "--image-size", "64", "--workers", "1"]  # fmt: skip
     assert module.main(argv) == 0
