@@ -143,6 +143,12 @@ def build_datasets(cfg: DetectorRun) -> tuple[DetectionDataset, DetectionDataset
     return _dataset(cfg, cfg.data.train_root, train=True), _dataset(cfg, cfg.data.val_root, train=False)
 
 
+def _loader_kwargs(cfg: DetectorRun) -> dict:
+    # What the train and the validation loaders share (the latter also serves `evaluate_checkpoint`).
+    pin = cfg.train.device != "cpu" and torch.cuda.is_available()
+    return {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": pin}
+
+
 def build_parts(cfg: DetectorRun) -> TrainParts:
     """Model, class-balanced train loader, forward and evaluate hooks for `engine.fit`."""
     if not 0.0 <= cfg.data.frames_ratio <= 1.0:
@@ -156,8 +162,7 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
         group_ratios={"frame": cfg.data.frames_ratio, "image": 1.0 - cfg.data.frames_ratio},
         seed=cfg.train.seed,
     )
-    pin = cfg.train.device != "cpu" and torch.cuda.is_available()
-    common = {"collate_fn": collate, "num_workers": cfg.data.num_workers, "pin_memory": pin}
+    common = _loader_kwargs(cfg)
     train_loader = DataLoader(
         train_set,
         batch_size=cfg.data.batch_size,
@@ -166,7 +171,7 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
         worker_init_fn=seed_worker_transform,
         **common,
     )
-    val_loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **common)
+    val_loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **common)  # fixed order
     model = build_detector(cfg.model)
     progress = cfg.train.progress
 
@@ -210,5 +215,5 @@ def evaluate_checkpoint(cfg: DetectorRun, checkpoint: str | Path) -> dict[str, f
     detector = Detector.from_checkpoint(path, device=resolve_device(cfg.train.device))
     model_cfg = dataclasses.replace(cfg.model, size=detector.size[0], classes=detector.classes)
     val_set = _dataset(dataclasses.replace(cfg, model=model_cfg), cfg.data.val_root, train=False)
-    loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, collate_fn=collate, num_workers=cfg.data.num_workers)  # fmt: skip
+    loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **_loader_kwargs(cfg))
     return evaluate(detector.model, loader, cfg.train.progress, [sample.source for sample in val_set.samples])
