@@ -72,6 +72,10 @@ class MatcherConfig:
         k: gallery neighbours per crop.
         top_n: distinct items each crop votes for.
         weighting: vote weight, a key of `voting.WEIGHTINGS` ("count", "rank", "inverse_distance").
+        score_power: each detection's votes are also weighed by its detector score to this power; 0
+            (the original) counts a barely kept box like a sure one. A weak detector that needs a low
+            `detector.min_score` to keep its true garments also keeps many false ones: a power > 0
+            lets the sure boxes decide (annotated boxes score 1, so `gt_boxes` runs are unchanged).
         category_filter: keep only neighbours of the crop's (merged) category; needs a classifier.
         two_piece: search two-piece combinations for set items.
         one_to_one: each item goes to at most one video (Hungarian assignment on the votes).
@@ -90,6 +94,7 @@ class MatcherConfig:
     k: int = 20
     top_n: int = 1
     weighting: str = "count"
+    score_power: float = 0.0
     category_filter: bool = False
     two_piece: bool = True
     one_to_one: bool = False
@@ -165,8 +170,16 @@ def decide(
     """
     if cfg.weighting not in WEIGHTINGS:
         raise ValueError(f"matcher.weighting: unknown {cfg.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
+    if not cfg.score_power >= 0:
+        raise ValueError(f"matcher.score_power: must be >= 0 (0 = the plain vote), got {cfg.score_power}")
     out = {
-        v: vote(frames, top_n=cfg.top_n, weighting=cfg.weighting, category_filter=cfg.category_filter)
+        v: vote(
+            frames,
+            top_n=cfg.top_n,
+            weighting=cfg.weighting,
+            category_filter=cfg.category_filter,
+            score_power=cfg.score_power,
+        )
         for v, frames in videos.items()
     }
     if cfg.one_to_one:

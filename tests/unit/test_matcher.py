@@ -83,6 +83,16 @@ def test_one_to_one_abstention_two_piece_and_category_filter():
 def test_unknown_weighting_is_an_error():
     with pytest.raises(ValueError, match="matcher.weighting"):
         decide(VIDEOS, MatcherConfig(weighting="majority"), INSTANCES)
+    with pytest.raises(ValueError, match="matcher.score_power"):
+        decide(VIDEOS, MatcherConfig(score_power=-0.5), INSTANCES)
+
+
+def test_score_power_reaches_the_vote():
+    # Three weak boxes vote A, one sure box votes B: the plain vote picks A, score_power=2 picks B.
+    weak = [FrameCandidates(i * 40, BOX, 0.2, None, [nb("A", "0.jpg", 0.3)]) for i in range(3)]
+    videos = {"v": [*weak, FrameCandidates(120, BOX, 0.9, None, [nb("B", "0.jpg", 0.3)])]}
+    assert decide(videos, MatcherConfig(two_piece=False), INSTANCES)["v"].item_id == "A"
+    assert decide(videos, MatcherConfig(two_piece=False, score_power=2.0), INSTANCES)["v"].item_id == "B"
 
 
 def _gallery() -> Gallery:

@@ -53,6 +53,20 @@ def test_inverse_distance_weighting_changes_the_winner() -> None:
     assert d.ranked[0].score == pytest.approx(4.0, rel=1e-5) and d.ranked[1].score == pytest.approx(2.0, rel=1e-5)
 
 
+def test_score_power_lets_sure_detections_outvote_many_weak_ones() -> None:
+    # Two boxes at score 0.3 vote A, one at 0.9 votes B. Power 0: A 2 votes to 1. Power 1: A 0.6,
+    # B 0.9. Power 2: A 2 * 0.09 = 0.18, B 0.81.
+    frames = [det(0, nb("A", 0.2), score=0.3), det(40, nb("A", 0.2), score=0.3), det(80, nb("B", 0.4), score=0.9)]
+    assert vote(frames).item_id == "A"
+    assert vote(frames, score_power=0.0).ranked[0].score == pytest.approx(2.0)
+    assert vote(frames, score_power=1.0).item_id == "B"
+    d = vote(frames, score_power=2.0)
+    assert [(s.item_id, s.votes) for s in d.ranked] == [("B", 1), ("A", 2)]
+    assert d.ranked[0].score == pytest.approx(0.81) and d.ranked[1].score == pytest.approx(0.18)
+    with pytest.raises(ValueError, match="score_power"):
+        vote(frames, score_power=-1.0)
+
+
 def test_rank_weighting_top2_counts_distinct_items() -> None:
     # det1 [A, B], det2 [A, A, C] (A counted once -> votes A, C), det3 [B, A].
     # rank weights 1, 1/2: A = 1 + 1 + 0.5 = 2.5, B = 0.5 + 1 = 1.5, C = 0.5.
