@@ -1,0 +1,162 @@
+"""The matcher's options and its per-video decisions from queries (pure: no models, no files).
+
+`MatcherConfig` and `DetectionConfig` are the `matcher` and `detector` sections of an evaluation
+config; `VideoTrace` is what `Matcher` records per video; `decide` applies the rules of `voting.py` /
+`assign.py` in their order; `results_of` turns decided traces into `result.json` content. Kept apart
+from `matcher.py` (models, decoding, batching) so the rules can be read and tested alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from imagesearch.matching.assign import abstain, assign_one_to_one, decisions_to_results
+from imagesearch.matching.voting import WEIGHTINGS, FrameCandidates, VideoDecision, two_piece_search, vote
+
+__all__ = ["DetectionConfig", "MatcherConfig", "VideoTrace", "decide", "results_of"]
+
+
+@dataclass
+class MatcherConfig:
+    """The `matcher` section of an evaluation config.
+
+    Attributes:
+        num_frames: frames sampled per video (the original: 10).
+        skip_frames: frames before this index are never sampled (products often appear late).
+        frame_align: > 0: sample only frames that are multiples of it (the competition annotates every
+            40th frame and scores the nearest one within ±20, so 40 lets a frame box be compared with
+            the frame it names); 0: any frame.
+        gt_boxes: use the annotated boxes of annotated frames instead of the detector, and sample
+            among the annotated frames.
+        gt_distractors: with gt_boxes, also query the distractor garments (instance 0), as a
+            detector would see them.
+        k: gallery neighbours per crop.
+        top_n: distinct items each crop votes for.
+        weighting: vote weight, a key of `voting.WEIGHTINGS` ("count", "rank", "inverse_distance").
+        score_power: each detection's votes are also weighed by its detector score to this power; 0
+            (the original) counts a barely kept box like a sure one. A weak detector that needs a low
+            `detector.min_score` to keep its true garments also keeps many false ones: a power > 0
+            lets the sure boxes decide (annotated boxes score 1, so `gt_boxes` runs are unchanged).
+        category_filter: keep only neighbours of the crop's (merged) category; needs a classifier.
+        two_piece: search two-piece combinations for set items.
+        one_to_one: each item goes to at most one video (Hungarian assignment on the votes).
+        max_distance: abstain when the chosen evidence's squared distance exceeds this; None never.
+        margin: crop growth on each side, as a fraction of the box size.
+        max_side: crops larger than this are shrunk first.
+        decode_workers: processes decoding frames ahead of the models; 0 decodes in the main process.
+        prefetch: videos decoded ahead per decode worker.
+    """
+
+    num_frames: int = 10
+    skip_frames: int = 0
+    frame_align: int = 0
+    gt_boxes: bool = False
+    gt_distractors: bool = True
+    k: int = 20
+    top_n: int = 1
+    weighting: str = "count"
+    score_power: float = 0.0
+    category_filter: bool = False
+    two_piece: bool = True
+    one_to_one: bool = False
+    max_distance: float | None = None
+    margin: float = 0.1
+    max_side: int = 256
+    decode_workers: int = 0
+    prefetch: int = 2
+
+
+@dataclass
+class DetectionConfig:
+    """How detections become query boxes (the `detector` section, beside its checkpoint).
+
+    Attributes:
+        min_score: the lowest detection score kept.
+        max_per_frame: at most this many boxes per frame, best first, after de-duplication.
+        dedupe_iou: NMS IoU: a box overlapping a higher-scoring kept box more than this is a duplicate
+            or an occluded garment and is dropped (SPEC §3 stage 7).
+        batch_size: frames per detector forward pass (frames of consecutive videos share a batch).
+    """
+
+    min_score: float = 0.3
+    max_per_frame: int = 8
+    dedupe_iou: float = 0.5
+    batch_size: int = 10
+
+
+@dataclass
+class VideoTrace:
+    """What the matcher did with one video (for decisions, metrics and the report).
+
+    Attributes:
+        video_id: the video.
+        status: "ok", "missing" (no .mp4), "unreadable", "no frames" or "no garments".
+        frame_indices: the sampled frames.
+        queries: the kept garments with their neighbours (category = merged classifier group or None).
+        query_rows: (Q, k) gallery row indices of each query's neighbours, nearest first (-1 = none).
+        annotated: (true item id, (k,) gallery rows) per annotated product crop (instance > 0) of the
+            sampled annotated frames: the per-crop recall@k queries.
+        detections: (prediction, ground truth) per sampled annotated frame, detector mode only.
+        error: the reason of a skip.
+        decision: the final decision (set by `Matcher.run`).
+    """
+
+    video_id: str
+    status: str = "ok"
+    frame_indices: list[int] = field(default_factory=list)
+    queries: list[FrameCandidates] = field(default_factory=list)
+    query_rows: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    annotated: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    detections: list[tuple[dict, dict]] = field(default_factory=list)
+    error: str = ""
+    decision: VideoDecision | None = None
+
+
+def decide(
+    videos: Mapping[str, Sequence[FrameCandidates]], cfg: MatcherConfig, item_instances: Mapping[str, set[int]]
+) -> dict[str, VideoDecision]:
+    """Per-video decisions from each video's queries and neighbours (pure: no models, no files).
+
+    Order: `vote` per video (category-consistent when `cfg.category_filter`), `assign_one_to_one`
+    across videos when `cfg.one_to_one`, `two_piece_search` on the unfiltered queries when
+    `cfg.two_piece`, then `abstain` when `cfg.max_distance` is set.
+
+    Args:
+        videos: video id -> its kept queries with neighbours.
+        cfg: the decision options.
+        item_instances: item id -> its instance ids (two-piece sets have two).
+
+    Returns:
+        video id -> decision (abstaining where no query had a neighbour or the evidence was too far).
+    """
+    if cfg.weighting not in WEIGHTINGS:
+        raise ValueError(f"matcher.weighting: unknown {cfg.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
+    if not cfg.score_power >= 0:
+        raise ValueError(f"matcher.score_power: must be >= 0 (0 = the plain vote), got {cfg.score_power}")
+    out = {
+        v: vote(
+            frames,
+            top_n=cfg.top_n,
+            weighting=cfg.weighting,
+            category_filter=cfg.category_filter,
+            score_power=cfg.score_power,
+        )
+        for v, frames in videos.items()
+    }
+    if cfg.one_to_one:
+        out = assign_one_to_one(out)
+    for v, decision in out.items():
+        if cfg.two_piece:
+            decision = two_piece_search(decision, videos[v], item_instances)
+        if cfg.max_distance is not None:
+            decision = abstain(decision, cfg.max_distance)
+        out[v] = decision
+    return out
+
+
+def results_of(traces: Sequence[VideoTrace]) -> dict[str, dict]:
+    """`result.json` content (SPEC §2) from decided traces; abstaining and skipped videos are left out."""
+    return decisions_to_results({t.video_id: t.decision for t in traces if t.decision is not None})
