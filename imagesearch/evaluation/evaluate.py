@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from imagesearch.config import atomic_write_text, write_config
+from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.data.video import VideoError, read_frames
 from imagesearch.features.extract import CropClassifier, CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
@@ -287,31 +287,43 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
 
 
 def annotated_query_parts(
-    split: Split, extractor: CropFeatures, margin: float, max_side: int, progress: bool = True
+    split: Split,
+    extractor: CropFeatures,
+    margin: float,
+    max_side: int,
+    progress: bool = True,
+    workers: int = 0,
+    prefetch: int = 2,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """Feature parts of every annotated product crop (instance > 0) of every annotated frame of the present videos.
+
+    Args:
+        workers, prefetch: decoding processes and videos decoded ahead per process, as the matcher's
+            (`data.prefetch.iter_decoded`); 0 workers decodes in this process.
 
     Returns:
         ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
     """
     from tqdm import tqdm
 
+    videos = [v for v in split.videos.values() if v.present]
+    every_annotated = FramePlan(count=1 << 30, annotated_only=True)  # every annotated frame with a box
     chunks, items = [], []
-    for video in tqdm([v for v in split.videos.values() if v.present], desc="query crops", disable=not progress):
-        frames = [f for f in video.frames if any(b.instance_id in split.instance_to_item for b in f.boxes)]
-        try:
-            images = read_frames(video.path, [f.frame_index for f in frames])
-        except VideoError as exc:
-            log.warning("%s; left out of the fusion tuning", exc)
+    decoded = iter_decoded(videos, every_annotated, workers, prefetch)
+    for got in tqdm(decoded, total=len(videos), desc="query crops", disable=not progress):
+        if got.status != "ok":
+            log.warning("%s: %s; left out of the fusion tuning", got.video_id, got.error or got.status)
             continue
+        annotated = {f.frame_index: f for f in videos[got.position].frames}
         owners, boxes = [], []
-        for j, f in enumerate(frames):
-            for b in f.boxes:
+        for j, index in enumerate(got.indices):
+            for b in annotated[index].boxes:
                 if b.instance_id in split.instance_to_item:
                     owners.append(j)
                     boxes.append(b.xyxy)
                     items.append(split.instance_to_item[b.instance_id])
         if boxes:  # the crop path of the gallery (extractor.crop_path), so the parts are comparable
+            images = got.frame_list()
             chunks.append(extractor.box_parts(images, np.array(owners), np.array(boxes, np.float64), margin, max_side))
     if not chunks:
         raise ValueError(f"{split.root}: no annotated product crop in a present video to tune the fusion on")
@@ -332,7 +344,10 @@ def tune_fusion_weight(cfg: EvalRun, candidates: Sequence[float] = (0.0, 0.05, 0
     split = load_split(cfg.data.split, strict=cfg.data.strict)
     extractor = build_extractor(cfg.features)
     gallery = build_gallery(split, extractor, replace(cfg.gallery, boxes="annotated"), progress=cfg.progress)
-    parts, items = annotated_query_parts(split, extractor, cfg.matcher.margin, cfg.matcher.max_side, cfg.progress)
+    m = cfg.matcher
+    parts, items = annotated_query_parts(
+        split, extractor, m.margin, m.max_side, cfg.progress, workers=m.decode_workers, prefetch=m.prefetch
+    )
     weight, table = choose_fusion_weight(parts, gallery.parts, items, gallery.item_ids, candidates)
     log.info("fusion: lbp_weight %.3g chosen on %s: %s", weight, split.root, table)
     return {"lbp_weight": weight, "table": table, "split": str(split.root), "num_queries": len(items), "num_gallery": len(gallery)}  # fmt: skip

@@ -12,6 +12,7 @@ import torch
 from imagesearch.data.prefetch import iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.video import read_frames
+from imagesearch.evaluation.evaluate import annotated_query_parts
 from imagesearch.features.extract import FeatureConfig, LBPConfig, build_extractor
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, FramePlan, Matcher, MatcherConfig
@@ -123,3 +124,23 @@ def test_query_video_is_one_trace(split, tmp_path: Path):
     assert trace.status == "ok" and trace.frame_indices == with_boxes and with_boxes
     assert len(trace.queries) == sum(len(f.boxes) for f in video.frames)
     assert matcher.query_video(split.videos["011003"], split).status == "missing"
+
+
+def test_fusion_query_crops_decode_ahead_alike_and_skip_unreadable(split, caplog):
+    # The fusion tuning's queries: every product box of every annotated frame, the same whether the
+    # frames are decoded here or in worker processes; the unreadable video is skipped with a warning.
+    ex = fake_extractor()
+    parts, items = annotated_query_parts(split, ex, 0.1, 256, progress=False, workers=0)
+    parts2, items2 = annotated_query_parts(split, ex, 0.1, 256, progress=False, workers=2, prefetch=1)
+    expected = [
+        split.instance_to_item[b.instance_id]
+        for v in ("011000", "011001")
+        for f in sorted(split.videos[v].frames, key=lambda f: f.frame_index)
+        for b in f.boxes
+        if b.instance_id in split.instance_to_item
+    ]
+    assert items == items2 == expected and len(expected) > 0
+    assert sorted(parts) == ["global", "lbp"] and len(parts["global"]) == len(expected)
+    for key in parts:
+        np.testing.assert_array_equal(parts[key], parts2[key])
+    assert "011002" in caplog.text and "left out of the fusion tuning" in caplog.text
