@@ -26,7 +26,8 @@ from imagesearch.config import atomic_write_text, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.features.extract import CropClassifier, CropFeatures, FeatureConfig, build_extractor
+from imagesearch.features.classify import CropClassifier
+from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
@@ -146,7 +147,9 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
         )
     # Categories only serve the category-consistency filter: without it, classifying every crop is wasted.
     if cfg.classifier.checkpoint and cfg.matcher.category_filter:
-        models["classify"] = CropClassifier(cfg.classifier.checkpoint, cfg.classifier.batch_size, cfg.classifier.device)
+        models["classify"] = CropClassifier(
+            cfg.classifier.checkpoint, cfg.classifier.batch_size, cfg.classifier.device, crop_path=cfg.features.crops
+        )
         merge = Path(cfg.classifier.merge_map or Path(cfg.classifier.checkpoint).parent / "merge_map.json")
         if cfg.classifier.merge_map or merge.is_file():
             models["merge_map"] = load_merge_map(merge)

@@ -21,8 +21,8 @@ tests) always takes the CPU path, and its key says so.
 
 On CUDA the models run under autocast (`amp`: bf16 / fp16) in channels-last layout; the CPU stays fp32.
 
-`CropClassifier` wraps a trained classifier the same way (crops -> category names), for the
-matcher's category-consistency filter.
+`TorchCrops` (crops -> resized, normalised batches -> a model) is shared with `classify.CropClassifier`,
+the trained classifier behind the matcher's category-consistency filter.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from tqdm import tqdm
 from imagesearch.backbones import build_vgg16_features, layer_end
 from imagesearch.data.augment import crop_transform
 from imagesearch.data.crops import cut_crop
-from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import resolve_device
 from imagesearch.features.fusion import fuse
 from imagesearch.features.lbp import lbp_histograms
@@ -50,11 +49,11 @@ from imagesearch.features.roi import CROP_PATHS, roi_parts
 
 __all__ = [
     "FEATURES",
-    "CropClassifier",
     "CropFeatures",
     "FeatureConfig",
     "GlobalFeature",
     "LBPConfig",
+    "TorchCrops",
     "build_extractor",
     "missing_weights_message",
 ]
@@ -124,7 +123,7 @@ def _batches(n: int, size: int, desc: str, progress: bool) -> Any:
     return tqdm(range(0, n, size), desc=desc, unit="batch", disable=not progress or n <= size, leave=False)
 
 
-class _TorchCrops:
+class TorchCrops:
     """Shared batching: crops -> resized, ImageNet-normalised tensors -> a model -> rows.
 
     On CUDA the model runs under autocast (`amp`) and channels-last when asked; on the CPU in fp32.
@@ -179,7 +178,7 @@ class GlobalFeature:
         desc: progress-bar label.
     """
 
-    def __init__(self, runner: _TorchCrops, post: Callable[[torch.Tensor], torch.Tensor], desc: str) -> None:
+    def __init__(self, runner: TorchCrops, post: Callable[[torch.Tensor], torch.Tensor], desc: str) -> None:
         self.runner, self.post, self.desc = runner, post, desc
 
     @property
@@ -224,7 +223,7 @@ def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
         weights = "none"
     features = build_vgg16_features(weights, width_mult=cfg.width_mult)
     model = _PooledTrunk(features[: layer_end(features, cfg.layer)], build_pool(cfg.pool))
-    runner = _TorchCrops(model, cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
+    runner = TorchCrops(model, cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
     return GlobalFeature(runner, lambda y: F.normalize(y, dim=1), "features: vgg16"), files
 
 
@@ -237,7 +236,7 @@ def _embedder(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
     embedder = load_embedder(path)
     # The embedder's forward is `Embedder.embed_crops` without its per-crop loop: same resize
     # (its own image_size), same normalisation, eval mode; it L2-normalises inside.
-    runner = _TorchCrops(embedder, embedder.cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
+    runner = TorchCrops(embedder, embedder.cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
     return GlobalFeature(runner, lambda y: y, "features: embedder"), [path]
 
 
@@ -290,7 +289,7 @@ class CropFeatures:
             d.pop(name, None)
         d["crops"] = self.crop_path
         runner = getattr(self.global_fn, "runner", None)
-        d["amp"] = runner.amp if isinstance(runner, _TorchCrops) else "none"
+        d["amp"] = runner.amp if isinstance(runner, TorchCrops) else "none"
         return d
 
     def parts(
@@ -373,31 +372,3 @@ def build_extractor(cfg: FeatureConfig) -> CropFeatures:
         raise ValueError(f"features.amp: unknown {cfg.amp!r}; choose one of {sorted(AMP_DTYPES)}")
     feature, files = FEATURES[cfg.kind](cfg)
     return CropFeatures(feature, cfg, files)
-
-
-class CropClassifier:
-    """A trained classifier on crops: RGB crops -> canonical category names (argmax of the 23 logits).
-
-    Args:
-        checkpoint: a classifier checkpoint (`scripts/train_classifier.py`).
-        batch_size: crops per forward pass.
-        device: "auto", "cpu" or "cuda[:i]".
-    """
-
-    def __init__(self, checkpoint: str | Path, batch_size: int = 64, device: str = "auto") -> None:
-        from imagesearch.classifier.model import load_classifier  # a trained stage: imported only when used
-
-        self.checkpoint = Path(checkpoint)
-        if not self.checkpoint.is_file():
-            raise FileNotFoundError(f"classifier.checkpoint: classifier checkpoint not found: {self.checkpoint}")
-        model, cfg = load_classifier(self.checkpoint)
-        if cfg.num_classes != len(CATEGORIES):
-            raise ValueError(f"{self.checkpoint}: expected a {len(CATEGORIES)}-class classifier, got {cfg.num_classes}")
-        self._runner = _TorchCrops(model, cfg.image_size, batch_size, device)
-
-    def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> list[str]:
-        """One canonical category name per crop."""
-        if len(crops) == 0:
-            return []
-        logits = self._runner.run(crops, lambda y: y, "classify", progress)
-        return [CATEGORIES[int(i)] for i in logits.argmax(axis=1)]

@@ -128,7 +128,7 @@ def _stacks(images: Sequence[np.ndarray], owners: np.ndarray) -> list[list[int]]
 def roi_parts(
     images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, device: torch.device,
     names: Sequence[str], batch_size: int, global_fn: tuple[Callable[[torch.Tensor], torch.Tensor], int],
-    lbp: tuple[int, tuple[int, int], int, float],
+    lbp: tuple[int, tuple[int, int], int, float] | None = None,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Feature parts of boxes cut by roi_align: per stack of same-sized images one upload, then one crop
     call and one model call per batch of boxes (`features.extract.CropFeatures.box_parts`).
@@ -142,12 +142,14 @@ def roi_parts(
         names: parts to compute, among "global" and "lbp".
         batch_size: boxes per crop call and model call.
         global_fn: (normalised (N, 3, S, S) -> (N, D) rows on the device, S).
-        lbp: (resize, grid, P, R) of the LBP part.
+        lbp: (resize, grid, P, R) of the LBP part; needed only when "lbp" is among the names.
 
     Returns:
         {name: (K, D_name) float32} in box order.
     """
     forward, size = global_fn
+    if "lbp" in names and lbp is None:
+        raise ValueError("roi_parts: the 'lbp' part needs its (resize, grid, P, R)")
     pieces: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {n: [] for n in names}
     for chunk in _stacks(images, owners):
         local = np.full(len(images), -1, np.int64)
@@ -163,7 +165,7 @@ def roi_parts(
             part, idx = rois[b : b + step], sel[b : b + step]
             if "global" in pieces:
                 pieces["global"].append((idx, forward(imagenet_normalise(roi_crops(stack, part, size))).cpu().numpy()))
-            if "lbp" in pieces:
+            if "lbp" in pieces and lbp is not None:
                 hist = lbp_from_crops(roi_crops(stack, part, lbp[0]), lbp[1], lbp[2], lbp[3])
                 pieces["lbp"].append((idx, hist.cpu().numpy()))
     out = {}

@@ -80,7 +80,9 @@ class Matcher:
         cfg: matcher options.
         det_cfg: detection post-processing (used with a detector).
         detector: `detect(frames)`; required unless `cfg.gt_boxes`.
-        classify: crops -> category names (for the category filter); None: no categories.
+        classify: crops -> category names (for the category filter); None: no categories. One with a
+            `box_labels(images, owners, boxes, margin, max_side)` method (`features.classify.CropClassifier`)
+            is given the frames and boxes and cuts its own crops (on the device with `roi_align`).
         merge_map: category -> merged group, applied to query and gallery categories.
         index: "brute", "faiss_flat" or "faiss_ivf", and its keyword arguments.
 
@@ -197,8 +199,12 @@ class Matcher:
         dist, rows = self._search(images, np.asarray(owners, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4))
         labels: list[str | None] = [None] * len(boxes)
         if self.classify is not None and boxes:
-            crops = [cut_crop(images[o], b, self.cfg.margin, self.cfg.max_side) for o, b in zip(owners, boxes, strict=True)]  # fmt: skip
-            labels = list(self.classify(crops))
+            box_labels = getattr(self.classify, "box_labels", None)  # a CropClassifier cuts its own crops
+            if box_labels is not None:
+                labels = list(box_labels(images, np.asarray(owners), np.asarray(boxes), self.cfg.margin, self.cfg.max_side))  # fmt: skip
+            else:
+                crops = [cut_crop(images[o], b, self.cfg.margin, self.cfg.max_side) for o, b in zip(owners, boxes, strict=True)]  # fmt: skip
+                labels = list(self.classify(crops))
         start = 0
         for w, rec in zip(works, recall, strict=True):
             q, t = len(w.boxes), w.trace

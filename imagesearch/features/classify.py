@@ -1,0 +1,85 @@
+"""A trained classifier on garment crops, for the matcher's category filter (SPEC §3 stages 4 and 7).
+
+Crops come either as arrays (`__call__`) or as boxes of frames (`box_logits` / `box_labels`), which
+are cut by the same two paths as the features (`features.crops`: one batched `roi_align` call on the
+device, or `cut_crop` per box on the CPU), so the matcher never cuts a crop on the CPU just for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagesearch.data.crops import cut_crop
+from imagesearch.data.labels import CATEGORIES
+from imagesearch.features.extract import TorchCrops
+from imagesearch.features.roi import CROP_PATHS, roi_parts
+
+__all__ = ["CropClassifier"]
+
+
+class CropClassifier:
+    """A trained classifier on crops: RGB crops -> canonical category names (argmax of the 23 logits).
+
+    Args:
+        checkpoint: a classifier checkpoint (`scripts/train_classifier.py`).
+        batch_size: crops per forward pass.
+        device: "auto", "cpu" or "cuda[:i]".
+        crop_path: how `box_labels` cuts boxes: "roi_align" (on the device, one batched call) or "cpu"
+            (`cut_crop` per box), as `features.crops` does for the features.
+    """
+
+    def __init__(
+        self, checkpoint: str | Path, batch_size: int = 64, device: str = "auto", crop_path: str = "cpu"
+    ) -> None:
+        from imagesearch.classifier.model import load_classifier  # a trained stage: imported only when used
+
+        if crop_path not in CROP_PATHS:
+            raise ValueError(f"classifier crop path: unknown {crop_path!r}; choose one of {CROP_PATHS}")
+        self.checkpoint = Path(checkpoint)
+        if not self.checkpoint.is_file():
+            raise FileNotFoundError(f"classifier.checkpoint: classifier checkpoint not found: {self.checkpoint}")
+        model, cfg = load_classifier(self.checkpoint)
+        if cfg.num_classes != len(CATEGORIES):
+            raise ValueError(f"{self.checkpoint}: expected a {len(CATEGORIES)}-class classifier, got {cfg.num_classes}")
+        self._runner = TorchCrops(model, cfg.image_size, batch_size, device)
+        self.crop_path = crop_path
+
+    def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> list[str]:
+        """One canonical category name per crop."""
+        if len(crops) == 0:
+            return []
+        return self._names(self._runner.run(crops, _identity, "classify", progress))
+
+    def box_logits(
+        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
+    ) -> np.ndarray:
+        """(K, 23) logits of boxes of images, cut by `crop_path` as `CropFeatures.box_parts` cuts them."""
+        owners, boxes = np.asarray(owners, np.int64).reshape(-1), np.asarray(boxes, np.float64).reshape(-1, 4)
+        if len(boxes) == 0:
+            return np.zeros((0, len(CATEGORIES)), np.float32)
+        if self.crop_path == "cpu":
+            crops = [cut_crop(images[i], b, margin, max_side) for i, b in zip(owners, boxes, strict=True)]
+            return self._runner.run(crops, _identity, "classify", False)
+        runner = self._runner
+        return roi_parts(
+            images, owners, boxes, margin, runner.device, ("global",), batch_size=runner.batch_size,
+            global_fn=(lambda x: runner.forward(x, _identity), runner.image_size),
+        )["global"]  # fmt: skip
+
+    def box_labels(
+        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
+    ) -> list[str]:
+        """One canonical category name per box (see `box_logits`)."""
+        return self._names(self.box_logits(images, owners, boxes, margin, max_side))
+
+    @staticmethod
+    def _names(logits: np.ndarray) -> list[str]:
+        return [CATEGORIES[int(i)] for i in logits.argmax(axis=1)]
+
+
+def _identity(y: torch.Tensor) -> torch.Tensor:
+    return y
