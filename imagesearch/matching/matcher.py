@@ -201,7 +201,8 @@ class Matcher:
         if self.classify is not None and boxes:
             box_labels = getattr(self.classify, "box_labels", None)  # a CropClassifier cuts its own crops
             if box_labels is not None:
-                labels = list(box_labels(images, np.asarray(owners), np.asarray(boxes), self.cfg.margin, self.cfg.max_side))  # fmt: skip
+                margin, max_side = self.cfg.margin, self.cfg.max_side
+                labels = list(box_labels(images, np.asarray(owners), np.asarray(boxes), margin, max_side))
             else:
                 crops = [cut_crop(images[o], b, self.cfg.margin, self.cfg.max_side) for o, b in zip(owners, boxes, strict=True)]  # fmt: skip
                 labels = list(self.classify(crops))

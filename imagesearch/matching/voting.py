@@ -236,10 +236,10 @@ def vote(
     Each detection votes for its `top_n` nearest distinct items (an item counted once, at its
     closest crop); vote r (0 = nearest) weighs 1 ("count"), 1/(r+1) ("rank") or 1/(distance+1e-6)
     ("inverse_distance"), times the detection's score to the power `score_power` (0: every detection
-    alike, the original vote; 2: a box at score 0.3 counts a ninth of one at 0.9). The item with the highest summed weight wins; ties go to the smaller mean
-    distance of the votes, then to the smaller evidence distance, then to the smaller item id. The
-    evidence is the (detection, crop) pair of the winning item with the smallest distance over the
-    whole video (ties: the earlier frame).
+    alike, the original vote; 2: a box at score 0.3 counts a ninth of one at 0.9). The item with the
+    highest summed weight wins; ties go to the smaller mean distance of the votes, then to the smaller
+    evidence distance, then to the smaller item id. The evidence is the (detection, crop) pair of the
+    winning item with the smallest distance over the whole video (ties: the earlier frame).
 
     Args:
         frames: the video's kept detections and their neighbours.
