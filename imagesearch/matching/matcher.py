@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
-from imagesearch.data.crops import cut_crop
 from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sample_frames
 from imagesearch.data.records import Split, Video
 from imagesearch.features.extract import CropFeatures
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DetectionConfig",
     "FramePlan",
+    "LabelsBoxes",
     "MatcherConfig",
     "Matcher",
     "VideoTrace",
@@ -55,6 +56,14 @@ __all__ = [
 ]
 
 FrameHook = Callable[[Video, list[int], list[np.ndarray]], None]
+
+
+class LabelsBoxes(Protocol):
+    """What the matcher needs of a classifier: a category name per box of the given frames."""
+
+    def box_labels(
+        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
+    ) -> list[str]: ...
 
 
 @dataclass
@@ -80,9 +89,8 @@ class Matcher:
         cfg: matcher options.
         det_cfg: detection post-processing (used with a detector).
         detector: `detect(frames)`; required unless `cfg.gt_boxes`.
-        classify: crops -> category names (for the category filter); None: no categories. One with a
-            `box_labels(images, owners, boxes, margin, max_side)` method (`features.classify.CropClassifier`)
-            is given the frames and boxes and cuts its own crops (on the device with `roi_align`).
+        classify: boxes of frames -> category names, for the category filter (`LabelsBoxes`, e.g.
+            `features.classify.CropClassifier`, which cuts the crops itself); None: no categories.
         merge_map: category -> merged group, applied to query and gallery categories.
         index: "brute", "faiss_flat" or "faiss_ivf", and its keyword arguments.
 
@@ -98,7 +106,7 @@ class Matcher:
         cfg: MatcherConfig,
         det_cfg: DetectionConfig | None = None,
         detector: Detects | None = None,
-        classify: Callable[[Sequence[np.ndarray]], list[str]] | None = None,
+        classify: LabelsBoxes | None = None,
         merge_map: Mapping[str, str] | None = None,
         index: str = "brute",
         index_kwargs: Mapping[str, object] | None = None,
@@ -188,24 +196,24 @@ class Matcher:
         owners: list[int] = []
         boxes: list[tuple] = []
         recall: list[list[tuple[int, tuple, str]]] = []
+        queries: list[int] = []  # positions in `boxes` of the queries (the rest are the recall boxes)
         works = [w for w in works if w.trace.status == "ok"]
         for w in works:
             where = {i: len(images) + j for j, i in enumerate(w.trace.frame_indices)}
             recall.append([] if self.cfg.gt_boxes else self._recall_boxes(w, split))
+            queries += range(len(boxes), len(boxes) + len(w.boxes))
             for i, b, *_ in [*w.boxes, *recall[-1]]:
                 owners.append(where[i])
                 boxes.append(b)
             images += w.frames
-        dist, rows = self._search(images, np.asarray(owners, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4))
+        owner_arr, box_arr = np.asarray(owners, np.int64), np.asarray(boxes, np.float64).reshape(-1, 4)
+        dist, rows = self._search(images, owner_arr, box_arr)
         labels: list[str | None] = [None] * len(boxes)
-        if self.classify is not None and boxes:
-            box_labels = getattr(self.classify, "box_labels", None)  # a CropClassifier cuts its own crops
-            if box_labels is not None:
-                margin, max_side = self.cfg.margin, self.cfg.max_side
-                labels = list(box_labels(images, np.asarray(owners), np.asarray(boxes), margin, max_side))
-            else:
-                crops = [cut_crop(images[o], b, self.cfg.margin, self.cfg.max_side) for o, b in zip(owners, boxes, strict=True)]  # fmt: skip
-                labels = list(self.classify(crops))
+        if self.classify is not None and queries:  # only the queries need a category
+            sel, margin, max_side = np.asarray(queries), self.cfg.margin, self.cfg.max_side
+            got = self.classify.box_labels(images, owner_arr[sel], box_arr[sel], margin, max_side)
+            for p, label in zip(queries, got, strict=True):
+                labels[p] = label
         start = 0
         for w, rec in zip(works, recall, strict=True):
             q, t = len(w.boxes), w.trace

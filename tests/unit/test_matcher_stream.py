@@ -193,9 +193,6 @@ class _BoxLabels:
     def __init__(self) -> None:
         self.boxes = 0
 
-    def __call__(self, crops):
-        raise AssertionError("the matcher cut crops itself")
-
     def box_labels(self, images, owners, boxes, margin, max_side):
         assert len(owners) == len(boxes) and owners.max() < len(images) and margin == 0.1
         self.boxes += len(boxes)
@@ -210,3 +207,10 @@ def test_matcher_gives_a_crop_cutting_classifier_the_frames(split, tmp_path):
     trace = Matcher(gallery, ex, cfg, classify=classify).query_video(split.videos["011000"], split)
     assert classify.boxes == len(trace.queries) > 0
     assert {q.category for q in trace.queries} == {Matcher(gallery, ex, cfg, classify=classify).group("短裙")}
+    # With a detector the recall boxes (annotated product boxes) are searched beside the queries but
+    # need no category: the classifier sees the queries only.
+    detector, classify = _AnnotatedDetector(split, FramePlan(3, align=40)), _BoxLabels()
+    cfg = MatcherConfig(num_frames=3, frame_align=40, k=2, category_filter=True)
+    matcher = Matcher(gallery, ex, cfg, DetectionConfig(min_score=0.0), detector, classify)
+    trace = matcher.query_video(split.videos["011000"], split)
+    assert trace.annotated and classify.boxes == len(trace.queries) > 0
