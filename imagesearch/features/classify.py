@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagesearch.data.crops import cut_crop
 from imagesearch.data.labels import CATEGORIES
-from imagesearch.features.extract import TorchCrops
-from imagesearch.features.roi import CROP_PATHS, roi_parts
+from imagesearch.features.extract import CropFeatures, FeatureConfig, GlobalFeature, TorchCrops
+from imagesearch.features.roi import CROP_PATHS
 
 __all__ = ["CropClassifier"]
 
@@ -45,30 +44,25 @@ class CropClassifier:
         model, cfg = load_classifier(self.checkpoint)
         if cfg.num_classes != len(CATEGORIES):
             raise ValueError(f"{self.checkpoint}: expected a {len(CATEGORIES)}-class classifier, got {cfg.num_classes}")
-        self._runner = TorchCrops(model, cfg.image_size, batch_size, device)
         self.crop_path = crop_path
+        self.runner = TorchCrops(model, cfg.image_size, batch_size, device)  # the model and its batching
+        # The logits as a global feature without an LBP part, so boxes are cut by the features' own paths.
+        logits = GlobalFeature(self.runner, _identity, "classify")
+        self._logits = CropFeatures(logits, FeatureConfig(batch_size=batch_size, crops=crop_path, lbp_weight=0.0), [])
 
     def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> list[str]:
         """One canonical category name per crop."""
         if len(crops) == 0:
             return []
-        return self._names(self._runner.run(crops, _identity, "classify", progress))
+        return self._names(self._logits.parts(crops, progress, names=("global",))["global"])
 
     def box_logits(
         self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
     ) -> np.ndarray:
         """(K, 23) logits of boxes of images, cut by `crop_path` as `CropFeatures.box_parts` cuts them."""
-        owners, boxes = np.asarray(owners, np.int64).reshape(-1), np.asarray(boxes, np.float64).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, len(CATEGORIES)), np.float32)
-        if self.crop_path == "cpu":
-            crops = [cut_crop(images[i], b, margin, max_side) for i, b in zip(owners, boxes, strict=True)]
-            return self._runner.run(crops, _identity, "classify", False)
-        runner = self._runner
-        return roi_parts(
-            images, owners, boxes, margin, runner.device, ("global",), batch_size=runner.batch_size,
-            global_fn=(lambda x: runner.forward(x, _identity), runner.image_size),
-        )["global"]  # fmt: skip
+        return self._logits.box_parts(images, owners, boxes, margin, max_side, names=("global",))["global"]
 
     def box_labels(
         self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int

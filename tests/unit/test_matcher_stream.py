@@ -172,7 +172,7 @@ def test_classifier_cuts_boxes_by_either_path_alike(split, tmp_path):
     assert len(boxes) >= 3 and cpu.box_logits(images, owners, boxes, 0.1, 256).shape == (len(boxes), 23)
     # A random-weight network barely tells crops apart, so compare the paths through one that does: the
     # mean of each channel over a 3 x 3 grid of the normalised crop (the first 23 of those 27 values).
-    cpu._runner.model, roi._runner.model = _GridMeans(), _GridMeans()
+    cpu.runner.model, roi.runner.model = _GridMeans(), _GridMeans()
     a, b = cpu.box_logits(images, owners, boxes, 0.1, 256), roi.box_logits(images, owners, boxes, 0.1, 256)
     shifted = roi.box_logits(images, owners, boxes + 4.0, 0.1, 256)
     # Measured: the paths differ by 0.015 (normalised units, ~1 grey level); boxes moved by 4 px by 1.03.
