@@ -1,8 +1,9 @@
 """A trained classifier on garment crops, for the matcher's category filter (SPEC §3 stages 4 and 7).
 
-Crops come either as arrays (`__call__`) or as boxes of frames (`box_logits` / `box_labels`), which
-are cut by the same two paths as the features (`features.crops`: one batched `roi_align` call on the
-device, or `cut_crop` per box on the CPU), so the matcher never cuts a crop on the CPU just for it.
+It takes boxes of images (`box_logits` / `box_labels`, the `matching.gallery.LabelsBoxes` that the
+gallery and the matcher call) and cuts them by the same two paths as the features (`features.crops`:
+one batched `roi_align` call on the device, or `cut_crop` per box on the CPU), so product-image and
+frame boxes are classified from crops cut alike, and never cut on the CPU just for the classifier.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = ["CropClassifier"]
 
 
 class CropClassifier:
-    """A trained classifier on crops: RGB crops -> canonical category names (argmax of the 23 logits).
+    """A trained classifier on garment boxes -> canonical category names (argmax of the 23 logits).
 
     Args:
         checkpoint: a classifier checkpoint (`scripts/train_classifier.py`).
@@ -49,12 +50,6 @@ class CropClassifier:
         # The logits as a global feature without an LBP part, so boxes are cut by the features' own paths.
         logits = GlobalFeature(self.runner, _identity, "classify")
         self._logits = CropFeatures(logits, FeatureConfig(batch_size=batch_size, crops=crop_path, lbp_weight=0.0), [])
-
-    def __call__(self, crops: Sequence[np.ndarray], progress: bool = False) -> list[str]:
-        """One canonical category name per crop."""
-        if len(crops) == 0:
-            return []
-        return self._names(self._logits.parts(crops, progress, names=("global",))["global"])
 
     def box_logits(
         self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int

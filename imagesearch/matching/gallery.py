@@ -31,7 +31,6 @@ import numpy as np
 from tqdm import tqdm
 
 from imagesearch.config import atomic_write_text, config_to_dict
-from imagesearch.data.crops import cut_crop
 from imagesearch.data.records import ProductImage, Split
 from imagesearch.features.extract import CropFeatures
 
@@ -131,6 +130,15 @@ class Detects(Protocol):
     """What the gallery needs of a detector: `detect(frames) -> [{"boxes", "scores", "labels"}]`."""
 
     def detect(self, frames: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]: ...
+
+
+class LabelsBoxes(Protocol):
+    """What the gallery and the matcher need of a classifier: a category name per box of the given
+    images (`features.classify.CropClassifier`, which cuts the crops by the features' crop path)."""
+
+    def box_labels(
+        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
+    ) -> list[str]: ...
 
 
 @lru_cache(maxsize=256)
@@ -250,7 +258,7 @@ def _compute(
     extractor: CropFeatures,
     cfg: GalleryConfig,
     detector: Detects | None,
-    classify: Callable[[Sequence[np.ndarray]], list[str]] | None,
+    classify: LabelsBoxes | None,
     progress: bool,
 ) -> tuple[list[GalleryRecord], dict[str, np.ndarray]]:
     images = split.product_images()
@@ -272,12 +280,12 @@ def _compute(
             rows = [(j, r) for j, (im, _) in enumerate(readable) for r in _annotated_rows(im, cfg)]
         recs = [r for _, r in rows]
         pictures = [rgb for _, rgb in readable]
-        if classify is not None and rows:
-            crops = [cut_crop(pictures[j], r.box, cfg.margin, cfg.max_side) for j, r in rows]
-            recs = [GalleryRecord(**{**asdict(r), "label": lab}) for r, lab in zip(recs, classify(crops), strict=True)]
         if rows:
             owners = np.array([j for j, _ in rows], np.int64)
             boxes = np.array([r.box for _, r in rows], np.float64)
+            if classify is not None:
+                labels = classify.box_labels(pictures, owners, boxes, cfg.margin, cfg.max_side)
+                recs = [GalleryRecord(**{**asdict(r), "label": lab}) for r, lab in zip(recs, labels, strict=True)]
             # The same crop path as the queries (extractor.crop_path, part of the cache key).
             chunks.append(extractor.box_parts(pictures, owners, boxes, cfg.margin, cfg.max_side))
             records += recs
@@ -318,7 +326,7 @@ def build_gallery(
     extractor: CropFeatures,
     cfg: GalleryConfig,
     detector: Detects | None = None,
-    classify: Callable[[Sequence[np.ndarray]], list[str]] | None = None,
+    classify: LabelsBoxes | None = None,
     model_files: Sequence[str | Path] = (),
     use_cache: bool = True,
     progress: bool = True,
@@ -330,7 +338,8 @@ def build_gallery(
         extractor: crop features.
         cfg: gallery settings.
         detector: needed for `boxes: detector`.
-        classify: crops -> category names, replacing the annotated label (used with detector boxes).
+        classify: boxes -> category names (`LabelsBoxes`), replacing the annotated label (used with
+            detector boxes).
         model_files: the detector / classifier checkpoint files behind `detector` and `classify`; they
             enter the cache key by content.
         use_cache: read and write `<cache_dir>/<key>/`.

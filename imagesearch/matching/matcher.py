@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -36,7 +35,7 @@ from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sam
 from imagesearch.data.records import Split, Video
 from imagesearch.features.extract import CropFeatures
 from imagesearch.matching.decisions import DetectionConfig, MatcherConfig, VideoTrace, decide, results_of
-from imagesearch.matching.gallery import Detects, Gallery
+from imagesearch.matching.gallery import Detects, Gallery, LabelsBoxes
 from imagesearch.matching.index import build_index
 from imagesearch.matching.voting import FrameCandidates, Neighbour, dedupe_boxes
 
@@ -56,14 +55,6 @@ __all__ = [
 ]
 
 FrameHook = Callable[[Video, list[int], list[np.ndarray]], None]
-
-
-class LabelsBoxes(Protocol):
-    """What the matcher needs of a classifier: a category name per box of the given frames."""
-
-    def box_labels(
-        self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
-    ) -> list[str]: ...
 
 
 @dataclass

@@ -123,6 +123,14 @@ class _BoxDetector:
         return out
 
 
+class _Skirts:
+    """A classifier calling every box a skirt (`LabelsBoxes`)."""
+
+    def box_labels(self, images, owners, boxes, margin, max_side):
+        assert len(owners) == len(boxes) and owners.max() < len(images)
+        return ["短裙"] * len(boxes)
+
+
 def test_detector_rows_take_instances_from_overlapping_annotations(split, tmp_path):
     image = split.product_images()[0]
     one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
@@ -132,7 +140,7 @@ def test_detector_rows_take_instances_from_overlapping_annotations(split, tmp_pa
     assert sorted(r.instance_id for r in g.records) == sorted(b.instance_id for b in image.boxes)
     assert all(r.label is None and r.score == pytest.approx(0.9) for r in g.records)  # low-score box dropped
     labelled = build_gallery(
-        one, fake_extractor(), _cfg(tmp_path, boxes="detector"), det, classify=lambda crops: ["短裙"] * len(crops),
+        one, fake_extractor(), _cfg(tmp_path, boxes="detector"), det, classify=_Skirts(),
         use_cache=False, progress=False,
     )  # fmt: skip
     assert {r.label for r in labelled.records} == {"短裙"}
