@@ -43,14 +43,13 @@ try:
 except ImportError:  # run as a script (python benchmarks/end_to_end.py): its folder is on sys.path
     import _common  # type: ignore[no-redef]
 from imagesearch.data.crops import cut_crop
+from imagesearch.data.prefetch import decode_video
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.data.video import VideoError, probe_video, read_frames
 from imagesearch.detector.model import Detector, build_detector, model_config_from_dict
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import STAGES, DetectionConfig, Matcher, MatcherConfig
-from imagesearch.matching.voting import dedupe_boxes
 from imagesearch.synthetic import SyntheticConfig, generate_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,26 +65,19 @@ def _key(video_id: str, frame_index: int, box: Sequence[float]) -> Key:
 
 def _naive(matcher: Matcher, split: Split) -> tuple[dict[str, float], dict[Key, str]]:
     """The naive loop over every video; returns (seconds per stage, query -> top-1 gallery item)."""
-    cfg, det_cfg, ex = matcher.cfg, matcher.det_cfg, matcher.extractor
+    cfg, ex = matcher.cfg, matcher.extractor
     assert matcher.detector is not None
     times, top1 = dict.fromkeys(STAGES, 0.0), {}
-    plan = matcher.plan
-    for video in split.videos.values():
+    for position, video in enumerate(split.videos.values()):
         t0 = time.perf_counter()
-        if not video.present:
-            continue
-        try:
-            indices = plan(video, video.num_frames or probe_video(video.path).frames)
-            frames = read_frames(video.path, indices)
-        except VideoError:
+        got = decode_video(position, video, matcher.plan)  # the sequential decode: read_frames, one video
+        if got.status != "ok":
             continue
         t1 = time.perf_counter()
         boxes = []
-        for i, frame in zip(indices, frames, strict=True):
-            det = matcher.detector.detect([frame])[0]
-            ok = det["scores"] >= det_cfg.min_score
-            kept = dedupe_boxes(det["boxes"][ok], det["scores"][ok], det_cfg.dedupe_iou) if ok.any() else []
-            boxes += [(i, frame, det["boxes"][ok][j]) for j in kept[: det_cfg.max_per_frame]]
+        for i, frame in zip(got.indices, got.frame_list(), strict=True):
+            kept, _ = matcher.kept_detections(matcher.detector.detect([frame])[0])
+            boxes += [(i, frame, b) for b in kept]
         t2 = time.perf_counter()
         if ex.crop_path == "cpu":  # the matcher before batching: cut_crop and a forward pass per box
             queries = [ex([cut_crop(f, b, cfg.margin, cfg.max_side)]) for _, f, b in boxes]

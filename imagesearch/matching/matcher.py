@@ -162,13 +162,17 @@ class Matcher:
                     ({"boxes": det["boxes"], "scores": det["scores"], "labels": ones},
                      {"boxes": gt, "labels": np.ones(len(gt), np.int64)})
                 )  # fmt: skip
-            ok = det["scores"] >= self.det_cfg.min_score
-            boxes, scores = det["boxes"][ok], det["scores"][ok]
-            kept = dedupe_boxes(boxes, scores, self.det_cfg.dedupe_iou) if len(boxes) else []
-            w.boxes += [
-                (i, tuple(map(float, boxes[k])), float(scores[k]), -1) for k in kept[: self.det_cfg.max_per_frame]
-            ]
+            boxes, scores = self.kept_detections(det)
+            w.boxes += [(i, tuple(map(float, b)), float(s), -1) for b, s in zip(boxes, scores, strict=True)]
             w.undetected -= 1
+
+    def kept_detections(self, det: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """One frame's query boxes and scores from its detections: score >= `min_score`, duplicates and
+        occluded boxes dropped (`dedupe_boxes`), at most `max_per_frame`, best first."""
+        ok = det["scores"] >= self.det_cfg.min_score
+        boxes, scores = det["boxes"][ok], det["scores"][ok]
+        kept = dedupe_boxes(boxes, scores, self.det_cfg.dedupe_iou)[: self.det_cfg.max_per_frame] if len(boxes) else []
+        return boxes[kept], scores[kept]
 
     def _recall_boxes(self, work: _Work, split: Split) -> list[tuple[int, tuple, str]]:
         """(frame index, box, true item) of the annotated product boxes of the sampled annotated frames."""
