@@ -63,15 +63,21 @@ class FramePlan:
     Attributes:
         count, skip, align: as in `sample_frames`.
         annotated_only: sample among the annotated frames with boxes (the matcher's `gt_boxes`).
+        products_only: with `annotated_only`, only the annotated frames with a product box (instance_id > 0),
+            not those that show distractors alone.
     """
 
     count: int
     skip: int = 0
     align: int = 0
     annotated_only: bool = False
+    products_only: bool = False
 
     def __call__(self, video: Video, n_frames: int) -> list[int]:
-        cands = [f.frame_index for f in video.frames if f.boxes] if self.annotated_only else None
+        cands = None
+        if self.annotated_only:
+            keep = (lambda b: b.instance_id > 0) if self.products_only else (lambda b: True)
+            cands = [f.frame_index for f in video.frames if any(keep(b) for b in f.boxes)]
         return sample_frames(n_frames, self.count, self.skip, self.align, cands)
 
 

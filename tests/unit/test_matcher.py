@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagesearch.data.records import AnnotatedFrame, Split, Video
+from imagesearch.data.records import AnnotatedFrame, Box, Split, Video
 from imagesearch.matching.gallery import Gallery, GalleryRecord
-from imagesearch.matching.matcher import Matcher, MatcherConfig, VideoTrace, decide, results_of, sample_frames
+from imagesearch.matching.matcher import FramePlan, Matcher, MatcherConfig, VideoTrace, decide, results_of, sample_frames
 from imagesearch.matching.voting import FrameCandidates
 from imagesearch.metrics.results import parse_results
 from tests.unit.tiny_retrieval import fake_extractor
@@ -47,6 +47,19 @@ def test_sample_frames_even_aligned_and_among_candidates():
     assert sample_frames(400, 10, skip=50, candidates=[0, 40, 80, 120]) == [80, 120]
     assert sample_frames(81, 10, align=40) == [0, 40, 80]
     assert sample_frames(5, 0) == []
+
+
+def test_frame_plan_among_annotated_frames_with_boxes_or_product_boxes():
+    def box(instance: int) -> Box:
+        return Box(BOX, "短袖T恤", 0, 1, instance)
+
+    frames = [AnnotatedFrame(0, [box(7)]), AnnotatedFrame(40, []), AnnotatedFrame(80, [box(0)]),
+              AnnotatedFrame(120, [box(0), box(7)])]  # fmt: skip
+    video = Video("v", Path("v.mp4"), Path("v.json"), frames)
+    assert FramePlan(10, align=40)(video, 200) == [0, 40, 80, 120, 160]  # every aligned frame, annotated or not
+    assert FramePlan(10, annotated_only=True)(video, 200) == [0, 80, 120]  # 40 has no box
+    assert FramePlan(10, annotated_only=True, products_only=True)(video, 200) == [0, 120]  # 80: distractor alone
+    assert FramePlan(1, annotated_only=True, products_only=True)(video, 200) == [0]
 
 
 def test_vote_per_video_without_other_rules():
