@@ -44,11 +44,13 @@ STAGE_FILE = "stage.json"
 
 @dataclass
 class SplitSpec:
-    """One synthetic split: its folder name, item count and seed (different seeds: disjoint items)."""
+    """One synthetic split: its folder name, item count, seed (different seeds: disjoint items) and
+    annotated-frame spacing (frames 0, annotate_every, ...; 40 gives the real data's 10 per 400 frames)."""
 
     name: str = "train"
     items: int = 24
     seed: int = 0
+    annotate_every: int = 40
 
 
 @dataclass
@@ -213,11 +215,11 @@ def _make_splits(cfg: PipelineRun, out: Path) -> None:
     for spec in syn.splits:
         folder, stamp = root / spec.name, root / f"{spec.name}.json"
         want = {"items": spec.items, "seed": spec.seed, "frames": syn.frames, "width": syn.width,
-                "height": syn.height, "image_size": syn.image_size}  # fmt: skip
+                "height": syn.height, "image_size": syn.image_size, "annotate_every": spec.annotate_every}  # fmt: skip
         if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
             continue
         sc = SyntheticConfig(frames=syn.frames, width=syn.width, height=syn.height, image_size=syn.image_size,
-                             workers=max(1, syn.workers), overwrite=True)  # fmt: skip
+                             annotate_every=spec.annotate_every, workers=max(1, syn.workers), overwrite=True)  # fmt: skip
         log.info("pipeline: generating synthetic split %s (%d items, seed %d)", folder, spec.items, spec.seed)
         generate_split(folder, spec.items, spec.seed, sc)  # appears only when complete
         atomic_write_text(stamp, json.dumps(want) + "\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from imagesearch.data.reader import load_split
 from imagesearch.metrics.results import parse_results
 from imagesearch.pipeline import route_overrides
 from tests.helpers import load_script
@@ -16,7 +17,7 @@ TINY_TRAIN = ["train.epochs=1", "train.max_iters_per_epoch=2", "train.tensorboar
 ARGS = [
     "synthetic.enabled=true", "synthetic.frames=81", "synthetic.width=136", "synthetic.height=240",
     "synthetic.image_size=200", "synthetic.workers=1",
-    "synthetic.splits=[{name: train, items: 3, seed: 0}, {name: val, items: 2, seed: 1}, {name: test, items: 2, seed: 2}]",
+    "synthetic.splits=[{name: train, items: 3, seed: 0, annotate_every: 20}, {name: val, items: 2, seed: 1}, {name: test, items: 2, seed: 2}]",
     "detector.config=configs/smoke/detector.yaml", "classifier.config=configs/smoke/classifier.yaml",
     "embedder.config=configs/smoke/embedder.yaml",
     *(f"{stage}.{o}" for stage in ("detector", "classifier", "embedder") for o in TINY_TRAIN),
@@ -54,6 +55,10 @@ def test_every_stage_runs_and_feeds_the_next(first_run):
     assert f"features.lbp_weight={fusion['lbp_weight']}" in eval_argv
     assert summary["metrics"]["videos"]["evaluated"] == 2 and Path(summary["report"]).is_file()
     parse_results(out / "eval" / "result.json")
+    # Each split's annotated-frame spacing: train every 20th of 81 frames, val and test the default 40th.
+    for name, frames in (("train", [0, 20, 40, 60, 80]), ("val", [0, 40, 80]), ("test", [0, 40, 80])):
+        split = load_split(out / "splits" / name, probe_videos=False)
+        assert {tuple(sorted(f.frame_index for f in v.frames)) for v in split.videos.values()} == {tuple(frames)}, name
 
 
 def test_rerun_skips_resumes_and_invalidates(first_run):
