@@ -310,7 +310,8 @@ def annotated_query_parts(
     from tqdm import tqdm
 
     videos = [v for v in split.videos.values() if v.present]
-    every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)  # every frame with a product box
+    # Every annotated frame that holds a product box (frames showing distractors alone give no query).
+    every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)
     chunks, items = [], []
     decoded = iter_decoded(videos, every_annotated, workers, prefetch)
     for got in tqdm(decoded, total=len(videos), desc="query crops", disable=not progress):

@@ -9,7 +9,15 @@ import pytest
 
 from imagesearch.data.records import AnnotatedFrame, Box, Split, Video
 from imagesearch.matching.gallery import Gallery, GalleryRecord
-from imagesearch.matching.matcher import FramePlan, Matcher, MatcherConfig, VideoTrace, decide, results_of, sample_frames
+from imagesearch.matching.matcher import (
+    FramePlan,
+    Matcher,
+    MatcherConfig,
+    VideoTrace,
+    decide,
+    results_of,
+    sample_frames,
+)
 from imagesearch.matching.voting import FrameCandidates
 from imagesearch.metrics.results import parse_results
 from tests.unit.tiny_retrieval import fake_extractor
