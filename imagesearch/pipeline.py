@@ -28,7 +28,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -214,12 +214,14 @@ def _make_splits(cfg: PipelineRun, out: Path) -> None:
     root = out / "splits"
     for spec in syn.splits:
         folder, stamp = root / spec.name, root / f"{spec.name}.json"
-        want = {"items": spec.items, "seed": spec.seed, "frames": syn.frames, "width": syn.width,
-                "height": syn.height, "image_size": syn.image_size, "annotate_every": spec.annotate_every}  # fmt: skip
-        if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
-            continue
         sc = SyntheticConfig(frames=syn.frames, width=syn.width, height=syn.height, image_size=syn.image_size,
                              annotate_every=spec.annotate_every, workers=max(1, syn.workers), overwrite=True)  # fmt: skip
+        # The stamp is every generator setting that shapes the files (not how many workers wrote them), so a
+        # setting added to SyntheticConfig can never be left out of it.
+        settings = {k: v for k, v in asdict(sc).items() if k not in ("workers", "overwrite")}
+        want = {"items": spec.items, "seed": spec.seed, **settings}
+        if folder.is_dir() and stamp.is_file() and json.loads(stamp.read_text()) == want:
+            continue
         log.info("pipeline: generating synthetic split %s (%d items, seed %d)", folder, spec.items, spec.seed)
         generate_split(folder, spec.items, spec.seed, sc)  # appears only when complete
         atomic_write_text(stamp, json.dumps(want) + "\n")
