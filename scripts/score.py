@@ -3,6 +3,12 @@
     python scripts/score.py /data/validation_dataset_part1 runs/val/result.json
     python scripts/score.py ../shared/data/tianchi_sample result.json --present-only --json
 
+Besides the levels, it prints where the points went: the points lost by reason (wrong item, frame off
+the annotated grid, frame without the item, frame box / product box IoU <= 0.5, abstained, video
+missing, ...; score + points lost = the maximum reachable, 1 when any video shows a product) and the
+worst videos with their ranks, frames and IoUs (see `imagesearch.metrics.official`). A video with a
+product, no prediction and no .mp4 on disk is counted as "video missing".
+
 Exit status: 0 scored, 2 bad arguments or a malformed result.json (the message names the video and
 the field).
 """
@@ -16,7 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from imagesearch.data.reader import load_split
-from imagesearch.metrics import LEVEL_WEIGHTS, ResultFormatError, ScoreReport, parse_results, score
+from imagesearch.metrics import (
+    LEVEL_WEIGHTS,
+    ResultFormatError,
+    ScoreReport,
+    diagnostics_dict,
+    format_losses,
+    parse_results,
+    score,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("split", type=Path, help="split root in the competition layout (image_annotation/, ...)")
     parser.add_argument("result", type=Path, help="result.json: {video_id: {item_id, frame_index, result: [...]}}")
-    parser.add_argument("--json", action="store_true", help="print the full report (with per-video details) as JSON")
+    parser.add_argument(
+        "--json", action="store_true", help="print the full report (per-video details, 'losses' by reason) as JSON"
+    )
+    parser.add_argument("--worst", type=int, default=10, help="how many of the worst videos to list")
     parser.add_argument(
         "--present-only",
         action="store_true",
@@ -40,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_report(report: ScoreReport, split_root: Path, result_path: Path) -> str:
-    """The human-readable summary: a table of S1/S2/S3 and the weighted score."""
+def format_report(report: ScoreReport, split_root: Path, result_path: Path, worst: int = 10) -> str:
+    """The human-readable summary: a table of S1/S2/S3, the weighted score, the points lost by reason
+    and the `worst` worst videos."""
     scope = "all videos" if report.scope == "all" else "present videos only"
     lines = [
         f"split:  {split_root} ({scope}: {report.num_scope_videos})",
@@ -63,6 +81,7 @@ def format_report(report: ScoreReport, split_root: Path, result_path: Path) -> s
         lines.append(f"unknown video ids (counted in N_P, never right): {', '.join(report.unknown_videos)}")
     if report.topk is not None:
         lines.append("item accuracy: " + "  ".join(f"{k}={v:.4f}" for k, v in report.topk.items()))
+    lines.append(format_losses(report, worst))
     return "\n".join(lines)
 
 
@@ -85,12 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # lenient reading left records out; a skipped video annotation shrinks N_GT, so say so
         print(f"warning: {len(split.skipped)} malformed annotation records were skipped", file=sys.stderr)
     video_ids = [vid for vid, v in split.videos.items() if v.present] if args.present_only else None
-    report = score(split, predictions, video_ids=video_ids)
+    status = {vid: "missing" for vid, v in split.videos.items() if not v.present}
+    report = score(split, predictions, video_ids=video_ids, status=status)
     if args.json:
         out = {"split": str(args.split), "result": str(args.result), "skipped_records": len(split.skipped)}
-        print(json.dumps(out | report.to_dict(), ensure_ascii=False, indent=2))
+        out |= report.to_dict() | {"losses": diagnostics_dict(report, videos=False)["losses"]}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        print(format_report(report, args.split, args.result))
+        print(format_report(report, args.split, args.result, args.worst))
     return 0
 
 

@@ -3,7 +3,8 @@
 `evaluate_split(cfg)` runs the whole chain and writes under `cfg.out_dir`:
 - `result.json`: the competition's format (plus `ranked_items`);
 - `metrics.json`: the official S1/S2/S3 F1 and weighted score over all annotated videos (missing
-  videos count as misses) and over the present videos only, with counts; top-1/5/20 item accuracy;
+  videos count as misses) and over the present videos only, with counts; the points lost by reason
+  and every video's diagnostics (`diagnostics`, see `metrics.official`); top-1/5/20 item accuracy;
   per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames; detector
   AP@0.5 on the sampled annotated frames (detector mode); videos missing / unreadable;
 - `report.html` (+ `img/`, optional GIFs) when `report.html` is on;
@@ -32,6 +33,7 @@ from imagesearch.features.fusion import choose_fusion_weight
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50
+from imagesearch.metrics.diagnostics import diagnostics_dict
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
 
@@ -219,9 +221,10 @@ def compute_metrics(
     Returns:
         (metrics dict, ScoreReport over all annotated videos).
     """
-    report_all = score(split, results)
+    status = {t.video_id: t.status for t in traces}  # why a video has no prediction (missing, unreadable, ...)
+    report_all = score(split, results, status=status)
     present = [t.video_id for t in traces if t.status in ("ok", "no garments")]
-    report_present = score(split, results, video_ids=present)
+    report_present = score(split, results, video_ids=present, status=status)
     metrics = {
         "split": str(split.root),
         "videos": _video_counts(split, traces),
@@ -229,6 +232,8 @@ def compute_metrics(
         "topk": {"all": report_all.topk, "present": report_present.topk},
         "crop_recall": _crop_recall(traces, gallery_items),
         "detector_ap50": _detector_ap(traces),
+        # points lost by reason (score + losses = max_reachable) and, over all videos, each video's record
+        "diagnostics": {"all": diagnostics_dict(report_all), "present": diagnostics_dict(report_present, False)},
     }
     return metrics, report_all
 

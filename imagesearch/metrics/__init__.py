@@ -1,14 +1,17 @@
 """Metrics: the competition's official score and the retrieval / detection metrics (SPEC §2).
 
 - `results`: `result.json` parsing (`parse_results`, `VideoPrediction`, `ResultFormatError`).
-- `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`).
+- `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`), with per-video reasons and points lost.
+- `diagnostics`: the points lost summed by reason, the worst videos (`loss_table`, `worst_videos`).
 - `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision`.
 - `detection`: `box_iou`, `voc_ap50`.
 """
 
 from imagesearch.metrics.detection import box_iou, voc_ap50
+from imagesearch.metrics.diagnostics import LossRow, diagnostics_dict, format_losses, loss_table, worst_videos
 from imagesearch.metrics.official import (
     LEVEL_WEIGHTS,
+    REASONS,
     LevelScore,
     ScoreReport,
     VideoScore,
@@ -23,13 +26,18 @@ from imagesearch.metrics.retrieval import mean_average_precision, rank_gallery, 
 __all__ = [
     "LEVEL_WEIGHTS",
     "LevelScore",
+    "LossRow",
+    "REASONS",
     "ResultEntry",
     "ResultFormatError",
     "ScoreReport",
     "VideoPrediction",
     "VideoScore",
     "box_iou",
+    "diagnostics_dict",
     "f1_level",
+    "format_losses",
+    "loss_table",
     "mean_average_precision",
     "parse_results",
     "rank_gallery",
@@ -39,4 +47,5 @@ __all__ = [
     "topk_item_accuracy",
     "video_items",
     "voc_ap50",
+    "worst_videos",
 ]
