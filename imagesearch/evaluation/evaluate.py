@@ -7,7 +7,8 @@
   and every video's diagnostics (`diagnostics`, see `metrics.official`); top-1/5/20 item accuracy;
   per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames; detector
   AP@0.5 on the sampled annotated frames (detector mode); videos missing / unreadable;
-- `report.html` (+ `img/`, optional GIFs) when `report.html` is on;
+- `box_choice` in metrics.json: S2 / S3 under each rule for the reported boxes (`evaluation.box_choice`);
+- `report.html` (+ `img/` for the shown videos, optional GIFs) when `report.html` is on;
 - `config.yaml`: the resolved config.
 """
 
@@ -23,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import atomic_write_text, write_config
+from imagesearch.config import atomic_write_text, config_to_dict, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
+from imagesearch.evaluation.box_choice import compare_box_choices
 from imagesearch.features.classify import CropClassifier
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
@@ -251,7 +253,7 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         ValueError: no split, or no detector where one is needed.
         FileNotFoundError: a split, weights file or checkpoint that does not exist.
     """
-    from imagesearch.evaluation.report import FrameThumbs, write_report
+    from imagesearch.evaluation.report import describe_models, write_report
 
     start = time.time()
     if not cfg.data.split:
@@ -274,11 +276,12 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         gallery, extractor, cfg.matcher, cfg.detector, models["detector"], models["classify"],
         models["merge_map"], cfg.index.kind, index_kwargs,
     )  # fmt: skip
-    thumbs = FrameThumbs(out / "img", cfg.report.thumb_side) if cfg.report.html else None
-    traces = matcher.run(split, on_frames=thumbs, progress=cfg.progress)
+    traces = matcher.run(split, progress=cfg.progress)
     results = results_of(traces)
     atomic_write_text(out / "result.json", json.dumps(results, ensure_ascii=False, indent=1) + "\n")
     metrics, report_all = compute_metrics(split, traces, results, np.array(gallery.item_ids))
+    if report_all is not None and report_all.max_reachable > 0:  # every box rule scored on this run's items
+        metrics["box_choice"] = compare_box_choices(split, traces, cfg.matcher)
     metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key, "built": gallery.built}  # fmt: skip
     metrics["features"] = {
         "kind": cfg.features.kind,
@@ -286,8 +289,14 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         "crops": extractor.crop_path,
     }
     metrics["matcher_time_s"] = {k: round(v, 3) for k, v in matcher.timings.items()}  # decode = waiting for frames
-    if thumbs is not None:
-        page = write_report(out, split, traces, report_all, gallery, cfg.report, thumbs, metrics)
+    if cfg.report.html:
+        roles = {
+            "detector": cfg.detector.checkpoint,
+            "classifier": cfg.classifier.checkpoint if models["classify"] else "",
+        }
+        roles |= {f"features ({Path(f).name})": f for f in extractor.files}
+        provenance = {"config": config_to_dict(cfg), "models": describe_models(roles)}
+        page = write_report(out, split, traces, report_all, gallery, cfg.report, metrics, provenance)
         metrics["report"] = str(page)
     metrics["time_s"] = round(time.time() - start, 2)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")

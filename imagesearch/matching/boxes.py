@@ -156,9 +156,10 @@ def choose_boxes(
 ) -> VideoDecision:
     """The decision with its result entry re-chosen by the rules (see the module docstring).
 
-    "best_match" with "paired" returns the decision unchanged (the vote's evidence). An abstaining
-    decision, one with several entries (a two-piece pair) and an item no detection matched are
-    returned unchanged.
+    "best_match" with "paired" gives the vote's evidence of the item (`ItemScore.evidence`, the
+    entry `vote` and `assign_one_to_one` write), whatever entry the decision holds, so a decision
+    made under another rule can be re-chosen. An abstaining decision, one with several entries (a
+    two-piece pair) and an item no detection matched are returned unchanged.
 
     Args:
         decision: a video's decision (after `vote` and any assignment across videos).
@@ -179,8 +180,11 @@ def choose_boxes(
             f"box choice: frame rule must be one of {sorted(FRAME_RULES)} and item rule one of {ITEM_RULES}, "
             f"got {frame_rule!r}, {item_rule!r}"
         )
-    if decision.item_id is None or len(decision.results) != 1 or (frame_rule, item_rule) == ("best_match", "paired"):
+    if decision.item_id is None or len(decision.results) != 1:
         return decision
+    if (frame_rule, item_rule) == ("best_match", "paired"):
+        voted = decision.score_of(decision.item_id)
+        return decision if voted is None else dataclasses.replace(decision, results=(voted.evidence,))
     cands = item_candidates(frames, decision.item_id, top_n, category_filter)
     voters = [c for c in cands if c.voted] or cands
     if frame_rule == "best_match":  # the vote's evidence ranges over every candidate, not only the voters

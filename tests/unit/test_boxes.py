@@ -66,7 +66,9 @@ def test_voters_and_candidates():
 def test_best_match_is_the_votes_evidence():
     d = vote(FRAMES)
     assert d.item_id == "A" and d.results == (Evidence(40, (200.0, 0.0, 300.0, 100.0), "2.jpg", P3, 0.05),)
-    assert choose_boxes(d, FRAMES, "best_match", "paired") is d
+    assert choose_boxes(d, FRAMES, "best_match", "paired") == d
+    # from a decision made under another rule, best_match / paired gives the vote's evidence back
+    assert choose_boxes(choose_boxes(d, FRAMES, "consensus"), FRAMES, "best_match", "paired") == d
     # the general path (best_match frame, most_matched crop) picks the same detection: d4
     assert chosen("best_match", "most_matched")[:2] == (40, (200.0, 0.0, 300.0, 100.0))
 

@@ -9,6 +9,7 @@ says so and is skipped, as the sample tests are without the sample.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.test_report import page  # noqa: F401  (the module-scoped report fixture)
+from tests.unit.test_report import page, run  # noqa: F401  (the module-scoped report fixtures)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -30,9 +31,10 @@ def _browser() -> str:
 
 
 def _screenshot(browser: str, html: Path, png: Path) -> np.ndarray:
+    # 4000 px tall: the page opens with tables and text; the pictures of the video sections come below.
     cmd = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-        f"--user-data-dir={png.parent / 'profile'}", "--window-size=1000,1400",
+        f"--user-data-dir={png.parent / 'profile'}", "--window-size=1000,4000",
         "--virtual-time-budget=5000", f"--screenshot={png}", html.as_uri(),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -58,3 +60,32 @@ def test_report_pictures_render_in_a_browser(page, tmp_path: Path) -> None:  # n
     shown, broken = _colours(with_images), _colours(without)
     assert shown > 5000, shown
     assert shown > 10 * broken, (shown, broken)
+
+
+def _rows_after_click(browser: str, page_path: Path, tmp: Path, header: str, clicks: int) -> list[str]:
+    """The video column of the sortable table after clicking `header` `clicks` times, from the rendered DOM."""
+    text = page_path.read_text(encoding="utf-8")
+    click = (
+        f"<script>const th=[...document.querySelectorAll('table.sortable th')].find(h=>h.textContent==='{header}');"
+        f"for(let i=0;i<{clicks};i++)th.click();</script></body>"
+    )
+    copy = tmp / f"clicked_{clicks}.html"
+    copy.write_text(text.replace("</body>", click), encoding="utf-8")
+    cmd = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp / 'profile'}",
+        "--virtual-time-budget=5000", "--dump-dom", copy.as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+    table = re.search(r'<table class="sortable">(.*?)</table>', dom, re.S).group(1)
+    return re.findall(r'<tr><td data-v="(\w+)"', table)
+
+
+def test_video_table_sorts_on_a_header_click(page, tmp_path: Path) -> None:  # noqa: F811
+    browser = _browser()
+    path, _, report = page
+    lost = {v.video_id: v.total_lost for v in report.videos}
+    shown = re.findall(r"<h2>video (\w+):", path.read_text(encoding="utf-8"))
+    assert _rows_after_click(browser, path, tmp_path, "video", 1) == sorted(shown)
+    assert _rows_after_click(browser, path, tmp_path, "video", 2) == sorted(shown, reverse=True)
+    by_points = _rows_after_click(browser, path, tmp_path, "points lost", 1)
+    assert [lost.get(v, 0.0) for v in by_points] == sorted(lost.get(v, 0.0) for v in shown)
