@@ -106,7 +106,8 @@ def _provenance(provenance: Mapping[str, Any] | None) -> str:
 def _how_to_read(scored: bool) -> str:
     swatches = "".join(
         f"<li><span class='sw' style='border:{3 if w == 'thick' else 2}px solid {c}'></span>{html.escape(t)}</li>"
-        for c, w, t in LEGEND
+        for c, w, t, pages in LEGEND
+        if pages in ("both", "scored" if scored else "unscored")
     )
     marks = (
         "<p>A video's section is framed green when it reaches S3, orange when the item is right but S2 or S3 "

@@ -31,12 +31,19 @@ log = logging.getLogger(__name__)
 __all__ = ["LEGEND", "frame_thumbs", "gif", "product_thumb"]
 
 GREEN, RED, BLUE, YELLOW, GREY = (60, 180, 60), (40, 40, 220), (220, 120, 30), (0, 215, 255), (170, 170, 170)
+# (CSS colour, line, meaning, pages it appears on: "scored", "unscored" or "both")
 LEGEND = (
-    ("#ffd700", "thin", "annotated product instance (frames and product images)"),
-    ("#aaaaaa", "thin", "another box the matcher queried in that frame"),
-    ("#3cb43c", "thick", "the reported frame box, predicted item right; on a product image: the matched crop"),
-    ("#dc2828", "thick", "the reported frame box, predicted item wrong"),
-    ("#1e78dc", "thick", "the reported frame box on a split without annotations (right or wrong unknown)"),
+    ("#ffd700", "thin", "annotated product instance (frames and product images)", "scored"),
+    ("#aaaaaa", "thin", "another box the matcher queried in that frame", "both"),
+    ("#3cb43c", "thick", "the reported frame box, predicted item right", "scored"),
+    ("#dc2828", "thick", "the reported frame box, predicted item wrong", "scored"),
+    ("#1e78dc", "thick", "the reported frame box (no annotations: right or wrong unknown)", "unscored"),
+    (
+        "#3cb43c",
+        "thick",
+        "on a product image: the matched crop (for the predicted item, the reported product box)",
+        "both",
+    ),
 )
 
 

@@ -126,6 +126,7 @@ def test_split_without_annotations_shows_predictions_only(run):
     text = path.read_text(encoding="utf-8")
     assert "✓" not in text and "✗" not in text and "<th>S1</th>" not in text and "Where the points go" not in text
     assert 'class="right"' not in text and 'class="wrong"' not in text and "without right / wrong marks" in text
+    assert "predicted item wrong" not in text and "right or wrong unknown" in text  # the legend of this page
     head = re.findall(r"<th>([^<]+)</th>", re.search(r"<table class='sortable'>(.*?)</table>", text).group(1))
     assert head == ["video", "predicted", "frame", "next items", "votes", "distance", "garments"]
     for src in _sources(text):
