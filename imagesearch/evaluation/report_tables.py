@@ -100,6 +100,17 @@ def _link(video_id: str) -> Cell:
     return Cell(f'<a href="#v{esc}">{esc}</a>', video_id, "l")
 
 
+def _prediction_row(t: VideoTrace) -> str:
+    """A video of a split without annotations: its prediction, the next items, its votes and distance."""
+    d = t.decision
+    if d is None or d.item_id is None:
+        return _row([_link(t.video_id), "-", _num(None), _text("-"), _num(None), _num(None), len(t.queries)])
+    chosen = d.score_of(d.item_id)
+    others = [s.item_id for s in d.ranked if s.item_id != d.item_id][:3]
+    return _row([_link(t.video_id), d.item_id, _num(d.frame_index, "d"), _text(", ".join(others) or "-"),
+                 _num(chosen.votes if chosen else None, "d"), _num(d.distance, ".3f"), len(t.queries)])  # fmt: skip
+
+
 def video_table(shown: Sequence[VideoTrace], scores: Mapping[str, VideoScore] | None, hidden: int = 0) -> str:
     """One row per shown video, sortable by clicking a header; with `scores`, the diagnostics and the S marks."""
     if scores is not None:
@@ -109,23 +120,17 @@ def video_table(shown: Sequence[VideoTrace], scores: Mapping[str, VideoScore] | 
         head = ["video", "predicted", "frame", "next items", "votes", "distance", "garments"]
     rows = []
     for t in shown:
-        d = t.decision
-        frame = d.frame_index if d is not None else None
-        if scores is not None and t.video_id in scores:
+        if scores is None:
+            rows.append(_prediction_row(t))
+        elif t.video_id in scores:
             v = scores[t.video_id]
             marks = [Cell("✓" if getattr(v, lv) else "✗", int(getattr(v, lv))) for lv in ("s1", "s2", "s3")]
             rows.append(_row([_link(t.video_id), v.predicted_item or "-", ", ".join(v.true_items) or "-",
                               _num(v.rank, "d"), _num(v.frame_index, "d"), _num(v.snapped_frame, "d"),
                               _num(v.frame_iou), _num(v.item_iou), *marks, _text(v.reason),
                               _num(v.total_lost, ".4f")]))  # fmt: skip
-        elif scores is not None:  # a video outside N_GT that was not predicted: nothing scored
+        else:  # a video outside N_GT that was not predicted: nothing scored
             rows.append(_row([_link(t.video_id), "-", "-", *[_num(None)] * 8, _text("no product, not predicted"), _num(0.0, ".4f")]))  # fmt: skip
-        else:
-            chosen = d.score_of(d.item_id) if d is not None and d.item_id is not None else None
-            others = [s.item_id for s in d.ranked if s.item_id != d.item_id][:3] if d is not None else []
-            rows.append(_row([_link(t.video_id), (d.item_id if d is not None else None) or "-", _num(frame, "d"),
-                              _text(", ".join(others) or "-"), _num(chosen.votes if chosen else None, "d"),
-                              _num(d.distance if chosen else None, ".3f"), len(t.queries)]))  # fmt: skip
     note = f" (and {hidden} more not shown)" if hidden else ""
     return (
         f"<h2>Videos shown{note}</h2><p class='muted'>Click a header to sort.</p>"

@@ -31,12 +31,14 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 
 from imagesearch.matching.voting import (
+    BoxXYXY,
     Evidence,
     FrameCandidates,
     Neighbour,
@@ -120,7 +122,8 @@ FRAME_RULES: dict[str, Callable[[Sequence[Candidate], int], np.ndarray]] = {
 def _pick(cands: Sequence[Candidate], keys: np.ndarray) -> Candidate:
     # Keys within 1e-12 are ties (a mean of IoUs is not exact in floating point).
     order = sorted(
-        range(len(cands)), key=lambda i: (-round(keys[i], 12), cands[i].match.distance, cands[i].det.frame_index, i)
+        range(len(cands)),
+        key=lambda i: (-round(float(keys[i]), 12), cands[i].match.distance, cands[i].det.frame_index, i),
     )
     return cands[order[0]]
 
@@ -196,5 +199,6 @@ def choose_boxes(
     det = chosen.det
     # The distance stays the chosen detection's own match distance: "most_matched" may name a crop
     # that another detection matched, and no distance of that (detection, crop) pair was measured.
-    ev = Evidence(det.frame_index, det.box, crop.img_name, tuple(crop.item_box), float(chosen.match.distance))
+    box = cast(BoxXYXY, tuple(crop.item_box))  # a hashable tuple, as `vote` stores it
+    ev = Evidence(det.frame_index, det.box, crop.img_name, box, float(chosen.match.distance))
     return dataclasses.replace(decision, results=(ev,))

@@ -56,7 +56,7 @@ IOU_THRESHOLD = 0.5  # strict: a pair must exceed it
 SNAP_WINDOW = 20  # frames
 TOPK = (1, 5, 20)
 
-# Why a video stopped, in the order of the pipeline (the report's tables follow it).
+# Why a video stopped, in the order of the pipeline (the loss tables break ties in this order).
 REASONS = {
     "hit": "every level reached",
     "wrong item": "S1: the predicted item is not the video's",
