@@ -79,6 +79,18 @@ class MatcherConfig:
     decode_workers: int = 0
     prefetch: int = 2
 
+    def __post_init__(self) -> None:
+        # At config load time, not after a matcher run of hours: the rules are only read by `decide`.
+        _check_box_rules(self)
+
+
+def _check_box_rules(cfg: MatcherConfig) -> None:
+    if cfg.box_choice not in FRAME_RULES or cfg.item_box_choice not in ITEM_RULES:
+        raise ValueError(
+            f"matcher.box_choice / item_box_choice: choose from {sorted(FRAME_RULES)} / {list(ITEM_RULES)}, "
+            f"got {cfg.box_choice!r} / {cfg.item_box_choice!r}"
+        )
+
 
 @dataclass
 class DetectionConfig:
@@ -148,11 +160,7 @@ def decide(
         raise ValueError(f"matcher.weighting: unknown {cfg.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
     if not cfg.score_power >= 0:
         raise ValueError(f"matcher.score_power: must be >= 0 (0 = the plain vote), got {cfg.score_power}")
-    if cfg.box_choice not in FRAME_RULES or cfg.item_box_choice not in ITEM_RULES:
-        raise ValueError(
-            f"matcher.box_choice / item_box_choice: choose from {sorted(FRAME_RULES)} / {list(ITEM_RULES)}, "
-            f"got {cfg.box_choice!r} / {cfg.item_box_choice!r}"
-        )
+    _check_box_rules(cfg)
     out = {
         v: vote(
             frames,

@@ -8,6 +8,8 @@ d2-d3 0.9. d4 (frame 40, elsewhere) votes B but holds the closest crop of A (0.0
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,7 @@ from imagesearch.matching.boxes import agreement, choose_boxes, item_candidates
 from imagesearch.matching.decisions import MatcherConfig, decide
 from imagesearch.matching.voting import Evidence, FrameCandidates, Neighbour, VideoDecision, vote
 
+REPO = Path(__file__).resolve().parents[2]
 P1, P2, P3 = (1.0, 1.0, 50.0, 50.0), (2.0, 2.0, 60.0, 60.0), (3.0, 3.0, 70.0, 70.0)
 
 
@@ -119,4 +122,18 @@ def test_decide_applies_the_configured_rule():
     assert (d.item_id, d.frame_index, d.results[0].frame_box) == ("A", 80, (0.0, 0.0, 100.0, 180.0))
     assert d.distance == base.distance  # abstention still reads the vote's evidence distance
     with pytest.raises(ValueError, match="box_choice"):
-        decide({"v": FRAMES}, MatcherConfig(item_box_choice="nearest"), {})
+        MatcherConfig(item_box_choice="nearest")  # a typo fails when the config is made, not after the run
+    cfg = MatcherConfig()
+    cfg.box_choice = "largest"
+    with pytest.raises(ValueError, match="box_choice"):
+        decide({"v": FRAMES}, cfg, {})
+
+
+def test_box_rules_from_the_command_line():
+    from imagesearch.config import load_config
+    from imagesearch.evaluation.evaluate import EvalRun
+
+    cfg = load_config(EvalRun, REPO / "configs/eval/default.yaml", ["matcher.box_choice=consensus"])
+    assert (cfg.matcher.box_choice, cfg.matcher.item_box_choice) == ("consensus", "paired")
+    with pytest.raises(ValueError, match="consensu'"):
+        load_config(EvalRun, REPO / "configs/eval/default.yaml", ["matcher.box_choice=consensu"])
