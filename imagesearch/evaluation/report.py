@@ -36,7 +36,7 @@ __all__ = ["describe_models", "write_report"]
 CSS = """
 body{font-family:sans-serif;margin:1em;background:#fafafa;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
-th{background:#eee}table.sortable th{cursor:pointer}table.sortable th:hover{background:#ddd}
+th{background:#eee;text-align:center}table.sortable th{cursor:pointer}table.sortable th:hover{background:#ddd}
 td.l,th.l{text-align:left}
 section{background:#fff;border:1px solid #ddd;border-left:8px solid #c33;margin:1em 0;padding:.5em 1em}
 section.hit{border-left-color:#3a3}section.partial{border-left-color:#e90}section.unknown{border-left-color:#1e78dc}
