@@ -1,7 +1,11 @@
 """Summarise a split in the competition layout: items, images, videos, boxes, what was skipped.
 
-python scripts/inspect_data.py ../shared/data/tianchi_sample
-python scripts/inspect_data.py /data/validation_dataset_part1 --json --strict
+    python scripts/inspect_data.py ../shared/data/tianchi_sample
+    python scripts/inspect_data.py /data/validation_dataset_part1 --json --strict
+    python scripts/inspect_data.py /data/test_dataset     # no annotation folders: files only
+
+A split without image_annotation/ and video_annotation/ (the competition's test split) is reported
+by its files: items, product images, videos, unreadable files.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
             "video_text/) and print what it holds: items, product images, boxes per category, annotated and "
             "missing videos, instances per frame, distractors, and the records left out as malformed."
         ),
-        epilog="Exit status: 0 on success, 2 when ROOT is not a split or --strict meets a malformed record.",
+        epilog=__doc__.split("\n\n", 1)[1] + "\nExit status: 0 on success, 2 when ROOT is not a split or --strict "
+        "meets a malformed record.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("root", metavar="ROOT", help="split directory, e.g. validation_dataset_part1")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
@@ -36,14 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
 def format_table(summary: dict[str, Any]) -> str:
     """Render `split_summary(...)` as aligned plain text."""
     present, missing = summary["videos_present"], summary["videos_missing"]
+    unreadable = summary["unreadable_files"]
     rows = [
         ("root", summary["root"]),
+        ("annotations", "yes" if summary["annotated"] else "none (a test split: predict only, no score)"),
         ("items", summary["items"]),
-        ("product images", summary["product_images"]),
+        ("product images", f"{summary['product_images']} ({summary['annotated_images']} annotated)"),
         ("image boxes", summary["image_boxes"]),
+        ("videos", summary["videos"]),
         ("annotated videos", summary["annotated_videos"]),
         ("videos present", f"{len(present)} ({' '.join(present)})" if present else "0"),
         ("videos missing", f"{len(missing)} ({' '.join(missing)})" if missing else "0"),
+        ("unreadable files", f"{len(unreadable)} ({' '.join(unreadable)})" if unreadable else "0"),
         ("annotated frames", summary["annotated_frames"]),
         ("frame boxes", summary["frame_boxes"]),
         ("distractor boxes", f"{summary['distractor_boxes']['images']} in images, "

@@ -174,7 +174,7 @@ def build_samples(
                     )
                 )
     if images:
-        for im in split.product_images():
+        for im in split.annotated_images():  # an unannotated image's empty box list means "unknown"
             if im.boxes or keep_empty:
                 boxes, cats = tuple(b.xyxy for b in im.boxes), tuple(CATEGORY_INDEX[b.label] for b in im.boxes)
                 samples.append(
