@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FrameThumbs", "write_report"]
 
+BLUE = (230, 120, 20)  # BGR: the chosen box of a video that cannot be scored (no annotation)
 GREEN, RED, YELLOW, GREY = (60, 180, 60), (40, 40, 220), (0, 215, 255), (170, 170, 170)  # BGR
 CSS = """
 body{font-family:sans-serif;margin:1em;background:#fafafa;color:#222}
@@ -106,7 +107,7 @@ def _draw_frames(trace: VideoTrace, video: Video, thumbs: FrameThumbs, right: bo
                 _box(img, q.box, scale, GREY, 1)
         for fi, fb in chosen:
             if fi == i:
-                _box(img, fb, scale, GREEN if right else RED, 3)
+                _box(img, fb, scale, BLUE if right is None else GREEN if right else RED, 3)
         _write_jpeg(path, img)
         out.append((i, path))
     return out
@@ -138,6 +139,10 @@ def _badness(vs: VideoScore | None, trace: VideoTrace) -> tuple[int, str]:
 
 
 def _summary(metrics: dict[str, Any]) -> str:
+    v = metrics["videos"]
+    if not metrics.get("annotated", True):  # a test split: predictions only
+        return (f"<p>No annotations: predictions only. videos: {v['total']} in the split, {v['predicted']} predicted, "
+                f"{v['missing']} missing, {v['unreadable']} unreadable</p>")  # fmt: skip
     rows = []
     for scope in ("all", "present"):
         o = metrics["official"][scope]
@@ -155,7 +160,6 @@ def _summary(metrics: dict[str, Any]) -> str:
     if metrics.get("detector_ap50"):
         d = metrics["detector_ap50"]
         extra.append(f"detector AP@0.5: {d['ap50']:.3f} ({d['num_frames']} frames, {d['num_gt']} boxes)")
-    v = metrics["videos"]
     extra.append(f"videos: {v['annotated']} annotated, {v['evaluated']} evaluated, {v['predicted']} predicted, "
                  f"{v['missing']} missing, {v['unreadable']} unreadable")  # fmt: skip
     return f"<table>{head}{''.join(rows)}</table>" + "".join(f"<p>{html.escape(e)}</p>" for e in extra)
@@ -164,12 +168,14 @@ def _summary(metrics: dict[str, Any]) -> str:
 def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, gallery: Gallery, cfg: Any, thumbs: FrameThumbs) -> str:  # fmt: skip
     esc = html.escape
     true_items = set(vs.true_items) if vs is not None else set()
+    scored = split.videos[trace.video_id].annotated
     right = vs.s1 if vs is not None else None
     frames = _draw_frames(trace, split.videos[trace.video_id], thumbs, right)
     cls = "hit" if vs is not None and vs.s3 else ("partial" if right else "")
     d = trace.decision
     title = f"video {trace.video_id}: {vs.reason if vs is not None else trace.status}"
     marks = " ".join(f"{lv.upper()} {'✓' if vs is not None and getattr(vs, lv) else '✗'}" for lv in ("s1", "s2", "s3"))
+    marks = marks if scored else "not annotated: not scored"
     info = (f"true item(s): {', '.join(sorted(true_items)) or '-'} · predicted: {d.item_id if d and d.item_id else '-'}"
             f" · frame {d.frame_index if d and d.frame_index is not None else '-'} · {len(trace.queries)} garments")  # fmt: skip
     parts = [f'<section class="{cls}"><h2>{esc(title)}</h2><p>{esc(marks)} · {esc(info)}</p><div class="row">']
@@ -183,7 +189,7 @@ def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, 
     for rank, s in enumerate(ranked[: cfg.top_k], 1):
         name = f"v{trace.video_id}_r{rank}.jpg"
         path = _item_thumb(out, gallery, s.item_id, s.evidence.img_name, s.evidence.item_box, name, cfg.thumb_side)
-        state = "right" if s.item_id in true_items else "wrong"
+        state = ("right" if s.item_id in true_items else "wrong") if scored else ""
         cap = f"#{rank} {s.item_id}/{s.evidence.img_name} · {s.votes} votes · d={s.evidence.distance:.3f}"
         img = f'<img src="img/{esc(name)}" alt="{esc(s.item_id)}">' if path is not None else ""
         parts.append(f'<figure class="{state}">{img}<figcaption>{esc(cap)}</figcaption></figure>')
@@ -199,7 +205,7 @@ def write_report(
     out: str | Path,
     split: Split,
     traces: Sequence[VideoTrace],
-    report: ScoreReport,
+    report: ScoreReport | None,
     gallery: Gallery,
     cfg: Any,
     thumbs: FrameThumbs,
@@ -211,7 +217,8 @@ def write_report(
         out: the evaluation output folder.
         split: the evaluated split.
         traces: the matcher's traces (decided).
-        report: the official score over all videos (per-video levels and reasons).
+        report: the official score over all videos (per-video levels and reasons); None for a split
+            without annotations (no right / wrong marks).
         gallery: the gallery (product images for the item thumbnails).
         cfg: a `ReportConfig`.
         thumbs: the frame thumbnails written during matching.
@@ -222,7 +229,7 @@ def write_report(
     """
     out = Path(out)
     (out / "img").mkdir(parents=True, exist_ok=True)
-    scores = {v.video_id: v for v in report.videos}
+    scores = {v.video_id: v for v in report.videos} if report is not None else {}
     shown = sorted((t for t in traces if t.frame_indices), key=lambda t: _badness(scores.get(t.video_id), t))
     skipped = [t for t in traces if t.status in ("missing", "unreadable")]
     body = [f"<h1>imagesearch evaluation: {html.escape(str(split.root))}</h1>", _summary(metrics)]

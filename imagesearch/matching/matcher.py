@@ -292,7 +292,7 @@ class Matcher:
         bar.close()
 
     def _start(self, item: DecodedVideo, video: Video, on_frames: FrameHook | None) -> _Work:
-        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error)
+        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error, frames_lost=item.frames_lost)
         work = _Work(trace, video, item.frame_list())
         if trace.status == "ok":
             work.undetected = 0 if self.cfg.gt_boxes else len(work.frames)
@@ -311,7 +311,12 @@ class Matcher:
         skipped = [t for t in traces if t.status in ("missing", "unreadable")]
         if skipped:
             log.info("matcher: %d of %d videos skipped (missing or unreadable)", len(skipped), len(traces))
-        item_instances = {item_id: item.instance_ids for item_id, item in split.items.items()}
+        # The pieces of two-piece sets as the gallery knows them (annotated rows carry instance ids; detector
+        # rows carry 0): predictions never read the split's annotations.
+        item_instances: dict[str, set[int]] = {}
+        for rec in self.gallery.records:
+            if rec.instance_id > 0:
+                item_instances.setdefault(rec.item_id, set()).add(rec.instance_id)
         queried = {t.video_id: t.queries for t in traces if t.status in ("ok", "no garments")}
         decisions = decide(queried, self.cfg, item_instances)
         for t in traces:

@@ -131,14 +131,49 @@ class _Skirts:
         return ["短裙"] * len(boxes)
 
 
-def test_detector_rows_take_instances_from_overlapping_annotations(split, tmp_path):
+def test_detector_rows_never_read_annotations(split, tmp_path):
     image = split.product_images()[0]
     one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
     det = _BoxDetector({(image.height, image.width): [b.xyxy for b in image.boxes]})
     g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), det, progress=False)
     assert det.calls == 1
-    assert sorted(r.instance_id for r in g.records) == sorted(b.instance_id for b in image.boxes)
-    assert all(r.label is None and r.score == pytest.approx(0.9) for r in g.records)  # low-score box dropped
+    expected = sorted((x1 + 1, y1, x2 + 1, y2) for x1, y1, x2, y2 in (b.xyxy for b in image.boxes))
+    np.testing.assert_allclose(sorted(r.box for r in g.records), expected)
+    # No instance ids from the annotation (predictions must not depend on it); the low-score box is dropped.
+    assert all((r.instance_id, r.label, r.source) == (0, None, "detector") for r in g.records)
+    assert all(r.score == pytest.approx(0.9) for r in g.records)
+    # The same image without its annotation gives the same rows and the same cache key.
+    bare = replace(one, items={image.item_id: replace(one.items[image.item_id], images=[replace(image, boxes=[])])})
+    assert gallery_key(bare, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0] == gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0]  # fmt: skip
+
+
+def test_an_image_without_detections_stays_reachable(split, tmp_path):
+    image = split.product_images()[0]
+    one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
+    low = _BoxDetector({(image.height, image.width): []})  # only the 0.1 box, below min_score
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), low, use_cache=False, progress=False)  # fmt: skip
+    assert [(r.box, r.source) for r in g.records] == [((0.0, 0.0, 5.0, 5.0), "detector_low")]
+    assert g.records[0].score == pytest.approx(0.1)
+
+    class Nothing:
+        def detect(self, frames):
+            return [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, np.int64)} for _ in frames]  # fmt: skip
+
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), Nothing(), use_cache=False, progress=False)  # fmt: skip
+    whole = (0.0, 0.0, float(image.width), float(image.height))
+    assert [(r.box, r.source, r.score) for r in g.records] == [(whole, "whole_image", 0.0)]
+
+
+def test_annotated_boxes_need_annotations(split, tmp_path):
+    bare = replace(split, items={k: replace(it, images=[replace(im, annotation_path=None, boxes=[]) for im in it.images]) for k, it in split.items.items()})  # fmt: skip
+    with pytest.raises(ValueError, match="has none .a test split.*gallery.boxes=detector"):
+        build_gallery(bare, fake_extractor(), _cfg(tmp_path), progress=False)
+
+
+def test_detector_rows_with_a_classifier(split, tmp_path):
+    image = split.product_images()[0]
+    one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
+    det = _BoxDetector({(image.height, image.width): [b.xyxy for b in image.boxes]})
     labelled = build_gallery(
         one, fake_extractor(), _cfg(tmp_path, boxes="detector"), det, classify=_Skirts(),
         use_cache=False, progress=False,
