@@ -4,7 +4,7 @@ Each stage runs what the stage's own script runs (`run(cfg)` of detector / class
 `train`, `evaluate_split`), in-process, with its YAML config plus the overrides that chain it to the
 previous stage:
 
-    detector    data.train_root / data.val_root
+    detector    data.train_roots / data.val_root
     classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
     embedder    model.init_checkpoint  = <classifier>/best.pt      (the classifier without its FC)
     fusion      features.lbp_weight chosen on the validation split (`tune_fusion_weight`)
@@ -91,8 +91,8 @@ class PipelineRun:
 
     Attributes:
         out_dir: every stage writes under it (`detector/`, `classifier/`, `embedder/`, `eval/`, `cache/`).
-        train_roots: training splits (the detector trains on the first; the classifier and the
-            embedder on all). Set from the synthetic splits when `synthetic.enabled`.
+        train_roots: training splits; every stage trains on all of them. Set from the synthetic splits
+            when `synthetic.enabled`.
         val_root: the validation split: best checkpoints, category merging, the fusion weight.
         eval_split: the split evaluated and reported.
         gt_boxes: evaluate with annotated boxes instead of the detector.
@@ -236,7 +236,7 @@ def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> d
     roots = "[" + ",".join(cfg.train_roots) + "]"
     det, cls, emb = out / "detector", out / "classifier", out / "embedder"
     common = {
-        "detector": [f"data.train_root={cfg.train_roots[0]}", f"data.val_root={cfg.val_root}",
+        "detector": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
                      f"data.cache_dir={out / 'cache' / 'detector_frames'}", f"train.out_dir={det}"],
         "classifier": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
                        f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={cls}"],

@@ -1,7 +1,7 @@
 """Train the SSD300-VGG16 garment detector on the engine; best.pt by AP@0.5 on the validation split.
 
     python scripts/train_detector.py configs/detector/ssd300_vgg16.yaml
-    python scripts/train_detector.py configs/smoke/detector.yaml data.train_root=/tmp/syn_a train.epochs=2
+    python scripts/train_detector.py configs/smoke/detector.yaml data.train_roots=[/tmp/syn_a] train.epochs=2
     python scripts/train_detector.py configs/smoke/detector.yaml data.val_root=/tmp/syn_test --evaluate runs/smoke/detector/best.pt
 
 `--evaluate CHECKPOINT` trains nothing: it prints the checkpoint's AP@0.5 on `data.val_root`, overall

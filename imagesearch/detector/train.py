@@ -37,7 +37,9 @@ class DetectorDataConfig:
     """Where the data is and how it is drawn.
 
     Attributes:
-        train_root, val_root: splits in the competition layout.
+        train_roots: training splits in the competition layout (every training part); their samples are
+            pooled (the detector learns one "garment" class, so ids that repeat across parts do not matter).
+        val_root: the validation split.
         cache_dir: decoded annotated frames (see `detector.data.cache_frames`).
         frames_ratio: share of each epoch's draws that are video frames (the rest product images).
         budget: samples drawn per epoch, class-balanced over categories (original: ~10k + ~10k).
@@ -46,7 +48,7 @@ class DetectorDataConfig:
         batch_size, num_workers: DataLoader settings; num_workers also decodes the frame cache.
     """
 
-    train_root: str = "data/train"
+    train_roots: list[str] = field(default_factory=lambda: ["data/train"])
     val_root: str = "data/val"
     cache_dir: str = "data/cache/detector_frames"
     frames_ratio: float = 0.5
@@ -122,25 +124,29 @@ def _subset(samples: list[DetectionSample], budget: int, seed: int) -> list[Dete
     return [samples[i] for i in keep]
 
 
-def _dataset(cfg: DetectorRun, root: str, train: bool) -> DetectionDataset:
+def _dataset(cfg: DetectorRun, roots: list[str], train: bool) -> DetectionDataset:
     d = cfg.data
-    split = load_split(root)
-    samples = build_samples(
-        split, d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=cfg.train.progress
-    )
-    if not samples:
-        raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
+    if not roots:
+        raise ValueError("data.train_roots is empty: list the training splits")
+    samples = []
+    for root in roots:
+        got = build_samples(
+            load_split(root), d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=cfg.train.progress
+        )
+        if not got:
+            raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
+        n_frames = sum(s.source == "frame" for s in got)
+        log.info("%s: %d frames, %d product images", root, n_frames, len(got) - n_frames)
+        samples += got
     if not train:
         samples = _subset(samples, d.val_budget, cfg.train.seed)
     transform = detection_transform(train, cfg.augment, size=cfg.model.size, normalize=False)
-    n_frames = sum(s.source == "frame" for s in samples)
-    log.info("%s: %d frames, %d product images", root, n_frames, len(samples) - n_frames)
     return DetectionDataset(samples, transform, cfg.model.classes)
 
 
 def build_datasets(cfg: DetectorRun) -> tuple[DetectionDataset, DetectionDataset]:
     """(train, val) datasets: train with the box-aware augmentations, val resized only."""
-    return _dataset(cfg, cfg.data.train_root, train=True), _dataset(cfg, cfg.data.val_root, train=False)
+    return _dataset(cfg, list(cfg.data.train_roots), train=True), _dataset(cfg, [cfg.data.val_root], train=False)
 
 
 def _loader_kwargs(cfg: DetectorRun) -> dict:
@@ -214,6 +220,6 @@ def evaluate_checkpoint(cfg: DetectorRun, checkpoint: str | Path) -> dict[str, f
         raise FileNotFoundError(f"detector checkpoint not found: {path}")
     detector = Detector.from_checkpoint(path, device=resolve_device(cfg.train.device))
     model_cfg = dataclasses.replace(cfg.model, size=detector.size[0], classes=detector.classes)
-    val_set = _dataset(dataclasses.replace(cfg, model=model_cfg), cfg.data.val_root, train=False)
+    val_set = _dataset(dataclasses.replace(cfg, model=model_cfg), [cfg.data.val_root], train=False)
     loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **_loader_kwargs(cfg))
     return evaluate(detector.model, loader, cfg.train.progress, [sample.source for sample in val_set.samples])

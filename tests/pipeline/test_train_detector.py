@@ -36,7 +36,7 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [
         str(SMOKE),
-        f"data.train_root={splits[0]}",
+        f"data.train_roots=[{splits[0]}]",
         f"data.val_root={splits[1]}",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"train.out_dir={out}",
