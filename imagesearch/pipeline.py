@@ -96,6 +96,8 @@ class PipelineRun:
         val_root: the validation split: best checkpoints, category merging, the fusion weight.
         eval_split: the split evaluated and reported.
         gt_boxes: evaluate with annotated boxes instead of the detector.
+        imagenet_weights: the converted ImageNet VGG16 file (SPEC §5); when a stage's config names it
+            (a `weights` key) and it is missing, the pipeline converts it first, offline.
     """
 
     out_dir: str = "runs/pipeline"
@@ -103,6 +105,7 @@ class PipelineRun:
     val_root: str = ""
     eval_split: str = ""
     gt_boxes: bool = False
+    imagenet_weights: str = "data/weights/vgg16_features.pth"
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
     classifier: StageSection = field(
@@ -284,6 +287,45 @@ def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dic
     return float(result["lbp_weight"])
 
 
+RUN_SCHEMAS = {
+    "detector": ("imagesearch.detector.train", "DetectorRun"),
+    "classifier": ("imagesearch.classifier.train", "ClassifierRun"),
+    "embedder": ("imagesearch.embedder.train", "EmbedderRun"),
+    "eval": ("imagesearch.evaluation.evaluate", "EvalRun"),
+}
+
+
+def _weights_values(tree: Any) -> set[str]:
+    """Every value of a key named `weights` in a config dict, at any depth."""
+    if isinstance(tree, dict):
+        found = {str(v) for k, v in tree.items() if k == "weights" and isinstance(v, str)}
+        return found.union(*(_weights_values(v) for v in tree.values()))
+    if isinstance(tree, list):
+        return set().union(*(_weights_values(v) for v in tree))
+    return set()
+
+
+def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
+    """Convert the ImageNet VGG16 file when a stage that will run names it and it is missing."""
+    import importlib
+
+    from imagesearch.config import config_to_dict
+    from imagesearch.weights import ensure_vgg16_weights
+
+    target = Path(cfg.imagenet_weights)
+    if not cfg.imagenet_weights or target.is_file():
+        return
+    for name, argv in argvs.items():
+        if not getattr(cfg, name).enabled:
+            continue
+        module, schema = RUN_SCHEMAS[name]
+        stage_cfg = load_config(getattr(importlib.import_module(module), schema), argv[0], argv[1:])
+        if any(Path(v) == target for v in _weights_values(config_to_dict(stage_cfg))):
+            log.info("pipeline: %s needs %s, which is missing: converting it (offline)", name, target)
+            ensure_vgg16_weights(target)
+            return
+
+
 def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Run every enabled stage in turn, skipping completed ones.
 
@@ -305,6 +347,7 @@ def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -
     write_config(cfg, out, "pipeline.yaml")
     summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out)}
     argvs = _stage_argvs(cfg, out, staged)
+    _ensure_imagenet(cfg, {**argvs, "eval": [cfg.eval.config, *cfg.eval.overrides, *staged.get("eval", [])]})
     for name in ("detector", "classifier", "embedder"):
         if getattr(cfg, name).enabled:
             _run_stage(name, out / name, argvs[name], RUNNERS[name], summary)

