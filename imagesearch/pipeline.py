@@ -36,7 +36,7 @@ from imagesearch.config import atomic_write_text, load_config, write_config
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PipelineRun", "SplitSpec", "StageSection", "SyntheticSection", "route_overrides", "run_pipeline"]
+__all__ = ["FoldsSection", "PipelineRun", "SplitSpec", "StageSection", "SyntheticSection", "route_overrides", "run_pipeline"]
 
 STAGES = ("detector", "classifier", "embedder", "eval")
 STAGE_FILE = "stage.json"
@@ -86,6 +86,24 @@ class FusionSection:
 
 
 @dataclass
+class FoldsSection:
+    """Cross-validate on a small annotated split instead (`imagesearch.folds.run_folds`): hold out one video and
+    its item at a time, train on the rest, evaluate on it; then train on the whole split.
+
+    Attributes:
+        source: the split; "" = no folds (train_roots / val_root / eval_split are used).
+        holdout: the videos held out, one fold each; [] = every present video that shows an item.
+        gt_boxes: also evaluate each fold with the annotated boxes (the gap is what detection costs).
+        final: train the stages on the whole split at the end and write `final/predict.yaml`.
+    """
+
+    source: str = ""
+    holdout: list[str] = field(default_factory=list)
+    gt_boxes: bool = True
+    final: bool = True
+
+
+@dataclass
 class PipelineRun:
     """Everything `scripts/run_pipeline.py` reads (defaults <- YAML <- key=value overrides).
 
@@ -114,6 +132,7 @@ class PipelineRun:
     embedder: StageSection = field(default_factory=lambda: StageSection(config="configs/embedder/triplet.yaml"))
     fusion: FusionSection = field(default_factory=FusionSection)
     eval: StageSection = field(default_factory=lambda: StageSection(config="configs/eval/default.yaml"))
+    folds: FoldsSection = field(default_factory=FoldsSection)
 
 
 def route_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -145,7 +164,7 @@ def _checkpoint(folder: Path) -> Path:
 
 def _stage_key(argv: list[str]) -> dict[str, Any]:
     """The argv and the content fingerprint of every file it names (input checkpoints, configs)."""
-    from imagesearch.matching.gallery import file_fingerprint
+    from imagesearch.io import file_fingerprint
 
     paths = [argv[0], *(a.split("=", 1)[1] for a in argv[1:] if "=" in a)]
     return {"argv": argv, "inputs": {p: file_fingerprint(p) for p in paths if p and Path(p).is_file()}}
@@ -342,8 +361,10 @@ def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     if cfg.synthetic.enabled:
         _make_splits(cfg, out)
-    if not cfg.train_roots or not cfg.val_root or not cfg.eval_split:
-        raise ValueError("train_roots, val_root and eval_split must be set (or synthetic.enabled=true)")
+    if not cfg.train_roots or (cfg.eval.enabled and not cfg.eval_split):
+        raise ValueError("train_roots and eval_split must be set (or synthetic.enabled=true, or folds.source)")
+    if not cfg.val_root and (cfg.fusion.tune or cfg.classifier.enabled):
+        raise ValueError("val_root must be set: the fusion weight and the classifier's category merges are chosen on it")
     write_config(cfg, out, "pipeline.yaml")
     summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out)}
     argvs = _stage_argvs(cfg, out, staged)

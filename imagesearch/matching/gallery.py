@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,14 +32,13 @@ from tqdm import tqdm
 from imagesearch.config import atomic_write_text, config_to_dict
 from imagesearch.data.records import ProductImage, Split
 from imagesearch.features.extract import CropFeatures
+from imagesearch.io import file_fingerprint
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Gallery", "GalleryConfig", "GalleryRecord", "build_gallery", "file_fingerprint", "gallery_key"]
 
 BOX_SOURCES = ("annotated", "detector")
-FULL_HASH_LIMIT = 256 * 2**20  # bytes; bigger files are fingerprinted by size, mtime and their ends
-EDGE_BYTES = 2**20
 CACHE_VERSION = 2  # 2: detector galleries fall back to the best box or the whole image
 
 
@@ -144,34 +142,6 @@ class LabelsBoxes(Protocol):
     def box_labels(
         self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
     ) -> list[str]: ...
-
-
-@lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        if size <= FULL_HASH_LIMIT:
-            for block in iter(lambda: fh.read(2**22), b""):
-                h.update(block)
-            return f"sha1:{h.hexdigest()}"
-        h.update(fh.read(EDGE_BYTES))
-        fh.seek(size - EDGE_BYTES)
-        h.update(fh.read(EDGE_BYTES))
-    return f"edges:{size}:{mtime_ns}:{h.hexdigest()}"
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """A content fingerprint of a model file, for cache keys.
-
-    Files up to 256 MiB: the SHA-1 of all their bytes ("sha1:<hex>"). Bigger files: their size,
-    mtime (ns) and the SHA-1 of their first and last MiB ("edges:<size>:<mtime>:<hex>"), since hashing
-    a multi-GB file on every run would cost more than the cache saves. Memoised per (path, size, mtime).
-
-    Raises:
-        FileNotFoundError: no such file.
-    """
-    st = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
 def _split_fingerprint(split: Split, with_boxes: bool) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imagesearch import io as io_mod
 from imagesearch.data.reader import load_split
-from imagesearch.matching import gallery as gallery_mod
-from imagesearch.matching.gallery import GalleryConfig, build_gallery, file_fingerprint, gallery_key
+from imagesearch.io import file_fingerprint
+from imagesearch.matching.gallery import GalleryConfig, build_gallery, gallery_key
 from imagesearch.matching.matcher import Matcher, MatcherConfig
 from tests.unit.tiny_retrieval import fake_extractor, make_tiny_split
 
@@ -71,9 +72,9 @@ def test_file_fingerprint_full_hash_and_big_file_edges(tmp_path, monkeypatch):
     small = tmp_path / "small.bin"
     small.write_bytes(b"abc" * 1000)
     assert file_fingerprint(small) == "sha1:" + hashlib.sha1(b"abc" * 1000).hexdigest()
-    monkeypatch.setattr(gallery_mod, "FULL_HASH_LIMIT", 100)
-    monkeypatch.setattr(gallery_mod, "EDGE_BYTES", 10)
-    gallery_mod._fingerprint.cache_clear()
+    monkeypatch.setattr(io_mod, "FULL_HASH_LIMIT", 100)
+    monkeypatch.setattr(io_mod, "EDGE_BYTES", 10)
+    io_mod._fingerprint.cache_clear()
     big = tmp_path / "big.bin"
     data = bytearray(range(200))
     big.write_bytes(bytes(data))
@@ -83,7 +84,7 @@ def test_file_fingerprint_full_hash_and_big_file_edges(tmp_path, monkeypatch):
     data[-1] ^= 0xFF
     big.write_bytes(bytes(data))
     assert file_fingerprint(big) != fp
-    gallery_mod._fingerprint.cache_clear()
+    io_mod._fingerprint.cache_clear()
 
 
 def test_configured_fusion_weight_flows_into_the_index(split, tmp_path):
