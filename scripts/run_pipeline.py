@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from imagesearch.config import load_config
+from imagesearch.folds import format_folds, run_folds
 from imagesearch.pipeline import PipelineRun, route_overrides, run_pipeline
 
 
@@ -31,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     own, staged = route_overrides(args.overrides)
     cfg = load_config(PipelineRun, args.config, own)
+    if cfg.folds.source:  # cross-validation on a small annotated split, then the final models
+        result = run_folds(cfg, staged)
+        print(format_folds(result))
+        return result
     summary = run_pipeline(cfg, staged)
     metrics = summary.get("metrics")
     if metrics:
