@@ -12,7 +12,9 @@ EXTRAS ?= dev,faiss,convert
 STAMP := $(VENV)/.imagesearch-installed
 DEMO_DIR ?= data/demo
 
-.PHONY: install test demo lint clean-venv
+SAMPLE_DIR ?= data/sample_recipe
+
+.PHONY: install test demo sample lint clean-venv
 
 install: $(STAMP)
 
@@ -33,6 +35,11 @@ test: $(STAMP)
 # Synthetic train/val/test splits, every stage with the CPU smoke configs, evaluation and report.html.
 demo: $(STAMP)
 	$(PY) scripts/run_pipeline.py configs/pipeline/demo.yaml out_dir=$(DEMO_DIR)
+
+# The real-data recipe on the real sample (IMAGESEARCH_SAMPLE, default ../shared/data/tianchi_sample): three
+# leave-one-video-out folds, then the final models and their predict config.
+sample: $(STAMP)
+	$(PY) scripts/run_pipeline.py configs/pipeline/sample.yaml out_dir=$(SAMPLE_DIR)
 
 lint: $(STAMP)
 	$(PY) -m ruff check imagesearch scripts tests benchmarks
