@@ -43,7 +43,8 @@ from imagesearch.classifier.model import ClassifierModelConfig, build_classifier
 from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 

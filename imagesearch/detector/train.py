@@ -24,8 +24,9 @@ from imagesearch.data.reader import load_split
 from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.detector.sampler import ClassBalancedSampler
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
 from imagesearch.metrics.detection import voc_ap50
+from imagesearch.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set, build_train_loader
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
 from imagesearch.metrics import mean_average_precision, recall_at_k
+from imagesearch.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -162,7 +162,7 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
 
 
 def _device(spec: str) -> str:
-    from imagesearch.distributed import resolve_device
+    from imagesearch.runtime import resolve_device
 
     return str(resolve_device(spec))
 

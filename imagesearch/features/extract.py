@@ -41,11 +41,11 @@ from tqdm import tqdm
 from imagesearch.backbones import build_vgg16_features, layer_end
 from imagesearch.data.augment import crop_transform
 from imagesearch.data.crops import cut_crop
-from imagesearch.distributed import resolve_device
 from imagesearch.features.fusion import fuse
 from imagesearch.features.lbp import lbp_histograms
 from imagesearch.features.pooling import build_pool
 from imagesearch.features.roi import CROP_PATHS, roi_parts
+from imagesearch.runtime import resolve_device
 
 __all__ = [
     "FEATURES",

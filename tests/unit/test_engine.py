@@ -18,7 +18,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from imagesearch.checkpoint import capture_rng_state, restore_rng_state
+from imagesearch.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from imagesearch.config import config_to_dict
 from imagesearch.engine import (
     OptimConfig,
@@ -28,13 +28,9 @@ from imagesearch.engine import (
     build_scheduler,
     default_forward,
     fit,
-    load_checkpoint,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    set_data_epoch,
     train_one_epoch,
 )
+from imagesearch.runtime import resolve_device, seed_everything, set_data_epoch
 
 CKPT_KEYS = {"model", "optimizer", "scheduler", "scaler", "epoch", "global_step", "best_metric", "config", "git_sha"}
 CKPT_KEYS |= {"torch_version", "rng", "best_epoch", "metrics"}
