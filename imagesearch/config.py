@@ -8,8 +8,6 @@ written next to every run's outputs (`write_config`).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from imagesearch.io import atomic_write_text
 
 T = TypeVar("T")
 
@@ -77,22 +77,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     if isinstance(cfg, Path):
         return str(cfg)  # type: ignore[return-value]
     return cfg
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, then `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared and read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:

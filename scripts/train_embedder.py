@@ -17,8 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagesearch.config import atomic_write_text, load_config
+from imagesearch.config import load_config
 from imagesearch.embedder.train import EmbedderRun, evaluate_run, run
+from imagesearch.io import atomic_write_text
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,10 +38,10 @@ from imagesearch.classifier.merging import (
     save_merge_map,
 )
 from imagesearch.classifier.model import ClassifierModelConfig, build_classifier, classification_loss, load_classifier
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
 from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.io import atomic_write, atomic_write_text
 from imagesearch.runtime import resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
@@ -156,16 +154,12 @@ def render_confusion(confusion: np.ndarray, cell: int = 16) -> np.ndarray:
     return canvas
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to the temporary name
             np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 class Evaluator:
@@ -205,7 +199,7 @@ class Evaluator:
         atomic_write_text(
             self.out_dir / "confusion" / f"epoch_{epoch:03d}.json", json.dumps(record, ensure_ascii=False)
         )
-        _atomic_save_npy(self.out_dir / "confusion.npy", m["confusion"])
+        _save_npy(self.out_dir / "confusion.npy", m["confusion"])
         if self.tensorboard:
             if self._writer is None:
                 from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported when used

@@ -24,9 +24,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORY_INDEX
 from imagesearch.data.records import Box, Split
+from imagesearch.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

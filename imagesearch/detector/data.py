@@ -28,10 +28,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES, CATEGORY_INDEX
 from imagesearch.data.records import Split, Video
 from imagesearch.detector.model import label_of
+from imagesearch.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

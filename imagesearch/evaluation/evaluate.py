@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import atomic_write_text, write_config
+from imagesearch.config import write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
 from imagesearch.features.classify import CropClassifier
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
+from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50

@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text, config_to_dict
+from imagesearch.config import config_to_dict
 from imagesearch.data.records import ProductImage, Split
 from imagesearch.features.extract import CropFeatures
-from imagesearch.io import file_fingerprint
+from imagesearch.io import atomic_write_text, file_fingerprint
 
 log = logging.getLogger(__name__)
 
