@@ -102,6 +102,9 @@ class TrainParts:
         forward: `(model, batch, device) -> {"loss_cls": t, ...}` of scalar tensors.
         evaluate: `(model, epoch) -> {"val/ap50": 0.9, ...}`; run under `torch.no_grad()` in eval mode.
         params: parameters or param-group dicts for the optimizer; default all with `requires_grad`.
+        log_visuals: `(writer, epoch) -> None`, called on rank 0 after each evaluation with the run's
+            TensorBoard `SummaryWriter` (only when one is open): pictures and other records that are
+            not the scalars `evaluate` returns, so that no hook opens a writer of its own.
     """
 
     model: nn.Module
@@ -109,6 +112,7 @@ class TrainParts:
     forward: Callable[[nn.Module, Any, torch.device], dict[str, Tensor]] = default_forward
     evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None
     params: list[nn.Parameter] | list[dict] | None = None
+    log_visuals: Callable[[Any, int], None] | None = None
 
 
 @dataclass
@@ -414,6 +418,8 @@ def _fit_epoch(
     if run.writer is not None:
         for key, v in val.items():
             run.writer.add_scalar(key, v, progress.global_step)
+        if val and parts.log_visuals is not None:
+            parts.log_visuals(run.writer, epoch)
         run.writer.flush()
     rng_ranks = ckpt_io.gather_rng_states()  # a collective: every rank, before rank 0 saves
     if is_main_process():
