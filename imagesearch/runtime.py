@@ -122,7 +122,8 @@ def progress_bar(iterable: Iterable | None = None, *, enabled: bool = True, **kw
     """A tqdm bar drawn only when `enabled`, on rank 0, and on a terminal.
 
     `disable=None` is tqdm's own "off when the output is not a TTY": a run whose stderr goes to a file
-    or a pipe logs its lines without the bar's carriage-return updates.
+    or a pipe logs its lines without the bar's carriage-return updates. (The split reader and the
+    synthetic generator, which import no torch, pass `disable=None` to tqdm themselves.)
 
     Args:
         iterable: what to iterate (or None with `total=` for a manual bar).

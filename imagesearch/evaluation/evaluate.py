@@ -38,6 +38,7 @@ from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig
 from imagesearch.metrics.detection import voc_ap50
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -371,14 +372,12 @@ def annotated_query_parts(
     Returns:
         ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
     """
-    from tqdm import tqdm
-
     videos = [v for v in split.videos.values() if v.present]
     # Every annotated frame that holds a product box (frames showing distractors alone give no query).
     every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)
     chunks, items = [], []
     decoded = iter_decoded(videos, every_annotated, workers, prefetch)
-    for got in tqdm(decoded, total=len(videos), desc="query crops", disable=not progress):
+    for got in progress_bar(decoded, enabled=progress, total=len(videos), desc="query crops"):
         if got.status != "ok":
             log.warning("%s: %s; left out of the fusion tuning", got.video_id, got.error or got.status)
             continue

@@ -75,7 +75,7 @@ def _worker_init() -> None:
 
 
 def _render_all(items: list[ItemSpec], cfg: SyntheticConfig, seed: int, root: Path) -> None:
-    bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", leave=False)
+    bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", disable=None, leave=False)
     try:
         if cfg.workers == 1 or len(items) == 1:
             for item in items:
@@ -134,3 +134,26 @@ def generate_split(out_dir: str | Path, num_items: int, seed: int, config: Synth
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def split_counts(root: str | Path) -> dict[str, int]:
+    """What a generated split holds: items, images, videos, annotated frames, product and distractor boxes.
+
+    Read back from the files (not from the plan), as a check that they were all written.
+    """
+    root = Path(root)
+    frames = [
+        f for p in sorted((root / "video_annotation").glob("*.json")) for f in json.loads(p.read_text())["frames"]
+    ]
+    image_anns = [a for p in root.glob("image_annotation/*/*.json") for a in json.loads(p.read_text())["annotations"]]
+    frame_anns = [a for f in frames for a in f["annotations"]]
+    return {
+        "items": sum(1 for p in (root / "image").iterdir() if p.is_dir()),
+        "images": len(list(root.glob("image/*/*.jpg"))),
+        "videos": len(list((root / "video").glob("*.mp4"))),
+        "annotated_frames": len(frames),
+        "frames_without_product": sum(all(a["instance_id"] == 0 for a in f["annotations"]) for f in frames),
+        "image_boxes": len(image_anns),
+        "frame_product_boxes": sum(a["instance_id"] > 0 for a in frame_anns),
+        "frame_distractor_boxes": sum(a["instance_id"] == 0 for a in frame_anns),
+    }
