@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # The pinned pair served on the development machines; override for another CUDA build, e.g.
 # make test TORCH_SPEC="torch==2.11.0 torchvision==0.26.0"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,faiss,convert
+EXTRAS ?= dev,faiss,convert,tensorboard
 STAMP := $(VENV)/.imagesearch-installed
 DEMO_DIR ?= data/demo
 

@@ -27,8 +27,9 @@ from typing import Any
 import torch
 import yaml
 
-from imagesearch.config import atomic_write_text, config_to_dict, load_config
+from imagesearch.config import config_to_dict, load_config
 from imagesearch.data.folds import Fold, make_folds
+from imagesearch.io import atomic_write_text
 from imagesearch.metrics.official import LEVEL_WEIGHTS, f1_level
 from imagesearch.pipeline import PipelineRun, _checkpoint, _eval_overrides, _run_stage, run_pipeline
 

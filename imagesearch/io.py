@@ -1,15 +1,56 @@
-"""Small file helpers every stage shares: content fingerprints of model files (cache keys, stage keys)."""
+"""Small file helpers every stage shares: atomic writes, and content fingerprints of model files (cache keys,
+stage keys)."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["file_fingerprint"]
+__all__ = ["atomic_write", "atomic_write_text", "file_fingerprint"]
 
 FULL_HASH_LIMIT = 256 * 2**20  # bytes; bigger files are fingerprinted by size, mtime and their ends
 EDGE_BYTES = 2**20
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], *, fsync: bool = False) -> Path:
+    """Write a file atomically: `write(tmp)` fills a temporary file in the same folder, then `os.replace`.
+
+    A crash or a full disk mid-write leaves the previous file intact and no temporary file behind. The
+    temporary file is created under the umask (not mkstemp's private 0600, which would stick to the
+    output: outputs are meant to be read by others) with a unique name, so concurrent writers never
+    share one.
+
+    Args:
+        path: the file to write; its folder is created when missing.
+        write: writes the whole content to the path it is given, e.g. `lambda tmp: torch.save(state, tmp)`.
+        fsync: flush the data to disk before the rename (checkpoints: after a power cut the rename can
+            otherwise survive while the data does not, leaving an empty file).
+
+    Returns:
+        `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file atomically (`atomic_write`); returns `path`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 @lru_cache(maxsize=256)

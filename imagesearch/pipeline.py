@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from imagesearch.config import atomic_write_text, load_config, write_config
+from imagesearch.config import load_config, write_config
+from imagesearch.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

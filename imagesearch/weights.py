@@ -18,7 +18,6 @@ import importlib.util
 import logging
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from torch import Tensor
 
 from imagesearch.backbones import build_vgg16_features, fold_input_normalization, vgg16_conv_names
+from imagesearch.io import atomic_write
 
 if TYPE_CHECKING:
     import onnx
@@ -243,18 +243,5 @@ def ensure_vgg16_weights(path: str | Path, source: str | Path | None = None) -> 
 
 
 def save_state_dict(state: Mapping[str, Tensor], out: str | Path) -> Path:
-    """torch.save `state` to `out` atomically (temporary file in the same folder, then os.replace)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        torch.save(dict(state), tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    """torch.save `state` (as a plain dict) to `out` atomically (`io.atomic_write`); returns `out`."""
+    return atomic_write(out, lambda tmp: torch.save(dict(state), tmp))

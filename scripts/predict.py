@@ -1,4 +1,4 @@
-"""Predict any split (the competition's test split included): result.json for submission, report.html.
+r"""Predict any split (the competition's test split included): result.json for submission, report.html.
 
     python scripts/predict.py /data/test_dataset --config runs/tianchi/eval/config.yaml --out runs/test
     python scripts/predict.py /data/test_dataset --config configs/eval/default.yaml --out runs/test \

@@ -30,12 +30,12 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset, Sampler
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import box_iou
-from tqdm import tqdm
 
 from imagesearch.backbones import VGG16_MEAN, VGG16_STD
 from imagesearch.checkpoint import save_checkpoint
 from imagesearch.data.augment import AugmentConfig
 from imagesearch.detector.data import DetectionDataset
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def compute_views(
     folder = Path(cache_dir)
     conv4, conv5, targets = [], [], []
     built = 0
-    for i in tqdm(range(len(dataset)), desc="detector: trunk views", disable=not progress):
+    for i in progress_bar(range(len(dataset)), enabled=progress, desc="detector: trunk views"):
         sample = dataset.samples[i]
         file = folder / f"{_sample_key(sample.path, sample.boxes, settings)}.pt"
         if file.is_file():

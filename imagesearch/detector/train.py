@@ -17,15 +17,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from imagesearch.data.augment import AugmentConfig, detection_transform
 from imagesearch.data.reader import load_split
 from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.detector.sampler import ClassBalancedSampler
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
 from imagesearch.metrics.detection import voc_ap50
+from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def predict(model: nn.Module, loader: DataLoader, progress: bool = False) -> tup
     model.eval()
     device = next(model.parameters()).device
     predictions, truths = [], []
-    for images, targets in tqdm(loader, desc="val", disable=not progress, leave=False):
+    for images, targets in progress_bar(loader, enabled=progress, desc="val", leave=False):
         outputs = model(list(images.to(device).float().div_(255.0)))
         predictions += [{k: v.cpu() for k, v in out.items()} for out in outputs]
         truths += targets

@@ -25,18 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import atomic_write_text, write_config
+from imagesearch.config import write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
 from imagesearch.features.classify import CropClassifier
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
+from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
 
 
 def _device(spec: str) -> str:
-    from imagesearch.distributed import resolve_device
+    from imagesearch.runtime import resolve_device
 
     return str(resolve_device(spec))
 
@@ -370,14 +372,12 @@ def annotated_query_parts(
     Returns:
         ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
     """
-    from tqdm import tqdm
-
     videos = [v for v in split.videos.values() if v.present]
     # Every annotated frame that holds a product box (frames showing distractors alone give no query).
     every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)
     chunks, items = [], []
     decoded = iter_decoded(videos, every_annotated, workers, prefetch)
-    for got in tqdm(decoded, total=len(videos), desc="query crops", disable=not progress):
+    for got in progress_bar(decoded, enabled=progress, total=len(videos), desc="query crops"):
         if got.status != "ok":
             log.warning("%s: %s; left out of the fusion tuning", got.video_id, got.error or got.status)
             continue

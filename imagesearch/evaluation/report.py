@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.records import Split, Video
+from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import Gallery
 from imagesearch.matching.matcher import VideoTrace
 from imagesearch.metrics.official import ScoreReport, VideoScore

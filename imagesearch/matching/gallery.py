@@ -27,12 +27,12 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text, config_to_dict
+from imagesearch.config import config_to_dict
 from imagesearch.data.records import ProductImage, Split
 from imagesearch.features.extract import CropFeatures
-from imagesearch.io import file_fingerprint
+from imagesearch.io import atomic_write_text, file_fingerprint
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _compute(
     images = split.product_images()
     records: list[GalleryRecord] = []
     chunks: list[dict[str, np.ndarray]] = []
-    bar = tqdm(total=len(images), desc="gallery", unit="img", disable=not progress)
+    bar = progress_bar(total=len(images), enabled=progress, desc="gallery", unit="img")
     step = max(1, cfg.chunk_images)
     for start in range(0, len(images), step):
         loaded = _read_chunk(images[start : start + step], cfg.decode_workers)

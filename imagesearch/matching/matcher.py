@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sample_frames
 from imagesearch.data.records import Split, Video
@@ -38,6 +37,7 @@ from imagesearch.matching.decisions import DetectionConfig, MatcherConfig, Video
 from imagesearch.matching.gallery import Detects, Gallery, LabelsBoxes
 from imagesearch.matching.index import build_index
 from imagesearch.matching.voting import FrameCandidates, Neighbour, dedupe_boxes
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Matcher:
         inflight: list[_Work] = []  # decoded, in order, not yet searched
         queue: list[tuple[_Work, int]] = []  # frames waiting for the detector
         decoded = iter_decoded(videos, self.plan, self.cfg.decode_workers, self.cfg.prefetch)
-        bar = tqdm(total=len(videos), desc="videos", unit="video", disable=not progress)
+        bar = progress_bar(total=len(videos), enabled=progress, desc="videos", unit="video")
         while True:
             with self._timed("decode"):
                 item: DecodedVideo | None = next(decoded, None)

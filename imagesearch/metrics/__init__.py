@@ -1,11 +1,13 @@
-"""Metrics: the competition's official score and the retrieval / detection metrics (SPEC §2).
+"""Metrics: the competition's official score and the retrieval / detection / classification metrics (SPEC §2).
 
 - `results`: `result.json` parsing (`parse_results`, `VideoPrediction`, `ResultFormatError`).
 - `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`).
 - `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision`.
 - `detection`: `box_iou`, `voc_ap50`.
+- `classification`: `classification_metrics` (accuracy, per-class AP, mAP, confusion matrix), `softmax`.
 """
 
+from imagesearch.metrics.classification import classification_metrics, softmax
 from imagesearch.metrics.detection import box_iou, voc_ap50
 from imagesearch.metrics.official import (
     LEVEL_WEIGHTS,
@@ -29,12 +31,14 @@ __all__ = [
     "VideoPrediction",
     "VideoScore",
     "box_iou",
+    "classification_metrics",
     "f1_level",
     "mean_average_precision",
     "parse_results",
     "rank_gallery",
     "recall_at_k",
     "score",
+    "softmax",
     "snap_frame",
     "topk_item_accuracy",
     "video_items",

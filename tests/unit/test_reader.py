@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagesearch.data.reader import DataError, load_split, split_summary
+from imagesearch.data.reader import DataError, load_split
 from imagesearch.data.records import Box
+from imagesearch.data.summary import split_summary
 from tests.helpers import load_script
 
 IMG_W, IMG_H = 40, 30  # product images
