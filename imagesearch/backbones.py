@@ -57,7 +57,8 @@ def build_vgg16_features(
     Args:
         weights: None/"none", a torchvision enum name, or a local file (see the module docstring).
         batch_norm: use the `vgg16_bn().features` layout (conv, BN, ReLU per layer).
-        width_mult: scales every channel width (min 1) for tiny CPU smoke models; only with weights None.
+        width_mult: scales every channel width (min 1) for tiny CPU smoke models; with weights None or a
+            local file of the reduced shapes.
 
     Returns:
         nn.Sequential mapping (N, 3, H, W) normalised RGB to (N, 512*width_mult, H/32, W/32); 31 layers
@@ -66,8 +67,9 @@ def build_vgg16_features(
     if width_mult <= 0:
         raise ValueError(f"width_mult must be > 0, got {width_mult}")
     has_weights = weights is not None and str(weights).lower() != "none"
-    if has_weights and width_mult != 1.0:
-        raise ValueError(f"width_mult={width_mult} builds a reduced trunk; it needs weights=None, got {weights!r}")
+    if has_weights and width_mult != 1.0 and _ENUM_RE.match(str(weights)):
+        # A local file of the reduced trunk's shapes loads (the strict shape check below guards it).
+        raise ValueError(f"width_mult={width_mult} builds a reduced trunk; torchvision's {weights!r} does not fit it")
     cfg = [v if v == "M" else max(1, round(int(v) * width_mult)) for v in cfgs["D"]]
     features = make_layers(cfg, batch_norm=batch_norm)
     _init_like_torchvision(features)
@@ -269,8 +271,9 @@ def load_vgg16_weights(features: nn.Sequential, weights: str) -> None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"VGG16 weights file not found: {path} (weights must be None, 'none', a torchvision name such "
-                "as 'VGG16_Weights.IMAGENET1K_FEATURES', or a state-dict file)"
+                f"VGG16 weights file not found: {path}. The ImageNet VGG16 file is made offline by "
+                f"`python scripts/convert_vgg16_weights.py --out {path}` (scripts/run_pipeline.py runs it when "
+                "missing); weights may also be 'none' or a torchvision name such as 'VGG16_Weights.IMAGENET1K_FEATURES'"
             )
         state, where = read_vgg16_state_dict(path), str(path)
     load_vgg16_state_dict(features, state, where)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import random
 import subprocess
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +20,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from imagesearch.config import atomic_write_text
 from imagesearch.distributed import get_rank, get_world_size, is_dist_initialized, unwrap_model
+from imagesearch.io import atomic_write, atomic_write_text
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -38,20 +36,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its 0600 mode would stick to the checkpoint; a unique name under the umask instead.
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        torch.save(state, tmp)
-        # fsync before the rename: otherwise a power cut can leave a renamed but empty file.
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    # fsync: a checkpoint that survives a power cut as an empty file would lose the run.
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), fsync=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -8,8 +8,7 @@ written next to every run's outputs (`write_config`).
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +16,8 @@ from typing import Any, TypeVar
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from imagesearch.io import atomic_write_text
 
 T = TypeVar("T")
 
@@ -79,23 +80,57 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return cfg
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file atomically: a temporary file in the same folder, then `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared and read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
     """Write the resolved config to `<out_dir>/config.yaml` (atomically) and return its path."""
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
     return atomic_write_text(Path(out_dir) / name, text)
+
+
+def _type_name(annotation: Any) -> str:
+    # `from __future__ import annotations` leaves the annotation as its source text, which reads best.
+    if isinstance(annotation, str):
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
+def config_rows(cfg: Any, defaults: Any, prefix: str = "") -> list[tuple[str, Any, Any, str]]:
+    """Every leaf key of a dataclass config, depth first in field order, as (key, value, default, type).
+
+    Args:
+        cfg: the resolved config (a dataclass instance).
+        defaults: the schema's defaults (`type(cfg)()`), walked in step with `cfg`.
+        prefix: the dotted key of `cfg` itself ("" at the top).
+
+    Returns:
+        Rows such as `("train.epochs", 2, 1, "int")`; values and defaults as plain data (`config_to_dict`).
+    """
+    rows = []
+    for f in dataclasses.fields(cfg):
+        key, value, default = f"{prefix}{f.name}", getattr(cfg, f.name), getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value) and dataclasses.is_dataclass(default):
+            rows += config_rows(value, default, f"{key}.")
+        else:
+            rows.append((key, config_to_dict(value), config_to_dict(default), _type_name(f.type)))
+    return rows
+
+
+def describe_config(cfg: Any, defaults: Any | None = None, max_width: int = 48) -> str:
+    """A table of every key of a config with its resolved value, its default and its type (`--show-config`).
+
+    Keys whose value differs from the default are marked `*`. Values print as JSON (strings quoted,
+    `null`, `true`), i.e. what an override `key=value` or a YAML file would have to say.
+
+    Args:
+        cfg: the resolved config (defaults <- YAML <- overrides), a dataclass instance.
+        defaults: the schema's defaults; None = `type(cfg)()`.
+        max_width: column width cap for the value and default columns (longer values still print whole).
+    """
+    rows = config_rows(cfg, type(cfg)() if defaults is None else defaults)
+    cells = [("key", "value", "default", "type")]
+    for key, value, default, kind in rows:
+        show = [json.dumps(v, ensure_ascii=False) for v in (value, default)]
+        cells.append((("* " if value != default else "  ") + key, show[0], show[1], kind))
+    cells[0] = ("  " + cells[0][0], *cells[0][1:])
+    widths = [min(max(len(c[i]) for c in cells), max_width if i else 10**6) for i in range(3)]
+    lines = [f"{c[0]:<{widths[0]}}  {c[1]:<{widths[1]}}  {c[2]:<{widths[2]}}  {c[3]}".rstrip() for c in cells]
+    return "\n".join([*lines, f"({len(rows)} keys; * = differs from the default)"])

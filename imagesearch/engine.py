@@ -5,7 +5,7 @@ it is finite, step, log each term), plus nanoGPT / dinov2 around it: `config.yam
 `last.pt` / `best.pt`, `metrics.jsonl`, and an exact resume (states, RNGs and data order).
 
 Multi-GPU: run any training script under `torchrun --nproc_per_node N`; `fit` does the rest (see its
-docstring and `imagesearch.distributed`). A script needs no change, but `data.batch_size` is per GPU.
+docstring, `imagesearch.distributed` and `imagesearch.runtime`). A script needs no change, but `data.batch_size` is per GPU.
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from imagesearch import checkpoint as ckpt_io
 from imagesearch import distributed as dist_utils
-from imagesearch.checkpoint import RunProgress, load_checkpoint, save_checkpoint
+from imagesearch import runtime
+from imagesearch.checkpoint import RunProgress
 from imagesearch.config import config_to_dict, write_config
-from imagesearch.distributed import is_main_process, resolve_device, seed_everything, set_data_epoch
+from imagesearch.distributed import is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ class TrainConfig:
     max_iters_per_epoch: int = 0  # 0 = the whole loader
     eval_every: int = 1
     tensorboard: bool = True
-    progress: bool = True  # tqdm bars
+    progress: bool = True  # tqdm bars (drawn on a terminal only, never into a captured log)
     find_unused_parameters: bool = False  # DDP: for models whose forward leaves some trainable params unused
     dist_timeout_min: float = 60.0  # DDP: longest wait in a collective (other ranks wait while rank 0 evaluates)
 
@@ -85,7 +84,7 @@ def default_forward(model: nn.Module, batch: Any, device: torch.device) -> dict[
     A tuple/list batch is unpacked as positional arguments (`model(images, targets)`), a dict as keyword
     arguments, a single tensor is passed as is. The model, in train mode, returns its loss dict.
     """
-    batch = dist_utils.move_to_device(batch, device)
+    batch = runtime.move_to_device(batch, device)
     if isinstance(batch, Mapping):
         return model(**batch)
     if isinstance(batch, (list, tuple)):
@@ -103,6 +102,9 @@ class TrainParts:
         forward: `(model, batch, device) -> {"loss_cls": t, ...}` of scalar tensors.
         evaluate: `(model, epoch) -> {"val/ap50": 0.9, ...}`; run under `torch.no_grad()` in eval mode.
         params: parameters or param-group dicts for the optimizer; default all with `requires_grad`.
+        log_visuals: `(writer, epoch) -> None`, called on rank 0 after each evaluation with the run's
+            TensorBoard `SummaryWriter` (only when one is open): pictures and other records that are
+            not the scalars `evaluate` returns, so that no hook opens a writer of its own.
     """
 
     model: nn.Module
@@ -110,6 +112,7 @@ class TrainParts:
     forward: Callable[[nn.Module, Any, torch.device], dict[str, Tensor]] = default_forward
     evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None
     params: list[nn.Parameter] | list[dict] | None = None
+    log_visuals: Callable[[Any, int], None] | None = None
 
 
 @dataclass
@@ -231,9 +234,9 @@ def train_one_epoch(
     """
     dtype = AMP_DTYPES[amp_dtype] if isinstance(amp_dtype, str) else amp_dtype
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    total = dist_utils.epoch_length(loader, max_iters)
+    total = runtime.epoch_length(loader, max_iters)
     batches = itertools.islice(loader, max_iters) if max_iters > 0 else loader
-    bar = tqdm(batches, total=total, desc=f"epoch {epoch}", disable=not (progress and is_main_process()), leave=False)
+    bar = runtime.progress_bar(batches, enabled=progress, total=total, desc=f"epoch {epoch}", leave=False)
     sums: dict[str, float] = defaultdict(float)
     n, lr = 0, optimizer.param_groups[0]["lr"]
     model.train()
@@ -322,7 +325,7 @@ def fit(
         raise ValueError(f"fit: mode must be 'min' or 'max', got {mode!r}")
     if train.amp_dtype not in AMP_DTYPES:
         raise ValueError(f"train.amp_dtype: {train.amp_dtype!r}, expected one of {sorted(AMP_DTYPES)}")
-    backend = "nccl" if resolve_device(train.device).type == "cuda" else "gloo"
+    backend = "nccl" if runtime.resolve_device(train.device).type == "cuda" else "gloo"
     owns_group = dist_utils.init_distributed(backend, train.dist_timeout_min)
     try:
         return _fit(parts, optim, train, config, best_metric, mode)
@@ -334,11 +337,11 @@ def fit(
 def _fit(
     parts: TrainParts, optim: OptimConfig, train: TrainConfig, config: Any, best_metric: str, mode: str
 ) -> FitResult:
-    device, out_dir = dist_utils.rank_device(train.device), Path(train.out_dir)
-    seed_everything(train.seed + dist_utils.get_rank(), train.deterministic)  # per-rank streams for augmentation
+    device, out_dir = runtime.rank_device(train.device), Path(train.out_dir)
+    runtime.seed_everything(train.seed + dist_utils.get_rank(), train.deterministic)  # per-rank streams for augmentation
     if is_main_process():
         write_config(config, out_dir)
-    with dist_utils.rank_zero_logging(out_dir / "train.log") as pkg_logger, logging_redirect_tqdm(loggers=[pkg_logger]):
+    with runtime.rank_zero_logging(out_dir / "train.log"):
         run = _prepare(parts, optim, train, config, device, out_dir)
         start = run.progress.epoch
         if start >= train.epochs:
@@ -346,7 +349,7 @@ def _fit(
             return _result(run, best_metric, epochs_trained=0)
         if parts.evaluate is None and not best_metric.startswith("train/"):
             logger.warning("no evaluate hook: best.pt follows %r, which will never be reported", best_metric)
-        run.writer = dist_utils.make_summary_writer(out_dir / "tb") if train.tensorboard else None
+        run.writer = runtime.make_summary_writer(out_dir / "tb") if train.tensorboard else None
         try:
             for epoch in range(start, train.epochs):
                 _fit_epoch(run, parts, optim, train, epoch, best_metric, mode)
@@ -363,7 +366,7 @@ def _prepare(
     params = parts.params if parts.params is not None else [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, optim)
     loader = dist_utils.shard_loader(parts.train_loader)  # the loader itself at world size 1
-    iters = dist_utils.epoch_length(loader, train.max_iters_per_epoch)
+    iters = runtime.epoch_length(loader, train.max_iters_per_epoch)
     if not iters:
         raise ValueError("the train loader is empty or has no len(); set train.max_iters_per_epoch")
     scheduler = build_scheduler(optimizer, optim, iters, train.epochs)
@@ -371,7 +374,7 @@ def _prepare(
     scaler = torch.amp.GradScaler(device.type, enabled=scaling)
     progress, last = RunProgress(), out_dir / "last.pt"
     if train.resume and last.is_file():  # every rank loads it: the states are the same on all of them
-        progress = ckpt_io.restore_training_state(load_checkpoint(last), model, optimizer, scheduler, scaler, last)
+        progress = ckpt_io.restore_training_state(ckpt_io.load_checkpoint(last), model, optimizer, scheduler, scaler, last)
         logger.info("resumed from %s: %d epochs done, step %d, best %s", last, progress.epoch,
                     progress.global_step, progress.best_metric)  # fmt: skip
     if is_main_process():  # lines of epochs not in the checkpoint (or of an old run when not resuming) go
@@ -389,7 +392,7 @@ def _fit_epoch(
     run: _Run, parts: TrainParts, optim: OptimConfig, train: TrainConfig, epoch: int, best_metric: str, mode: str
 ) -> None:
     start, progress = time.time(), run.progress
-    set_data_epoch(run.loader, epoch, train.seed)
+    runtime.set_data_epoch(run.loader, epoch, train.seed)
     stats = train_one_epoch(
         run.model, run.loader, parts.forward, run.optimizer, run.scheduler, run.scaler, run.device, epoch,
         amp=train.amp, amp_dtype=train.amp_dtype, grad_clip=optim.grad_clip, log_every=train.log_every,
@@ -415,6 +418,8 @@ def _fit_epoch(
     if run.writer is not None:
         for key, v in val.items():
             run.writer.add_scalar(key, v, progress.global_step)
+        if val and parts.log_visuals is not None:
+            parts.log_visuals(run.writer, epoch)
         run.writer.flush()
     rng_ranks = ckpt_io.gather_rng_states()  # a collective: every rank, before rank 0 saves
     if is_main_process():
@@ -424,9 +429,9 @@ def _fit_epoch(
             best_metric_name=best_metric, mode=mode, config=run.config, git_sha=run.git_sha,
             **({"rng_ranks": rng_ranks} if rng_ranks else {}),
         )  # fmt: skip
-        save_checkpoint(run.out_dir / "last.pt", state)
+        ckpt_io.save_checkpoint(run.out_dir / "last.pt", state)
         if improved:
-            save_checkpoint(run.out_dir / "best.pt", state)
+            ckpt_io.save_checkpoint(run.out_dir / "best.pt", state)
     dist_utils.barrier()
     shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k.startswith(("train/loss", "val/")))
     logger.info("epoch %d done in %.1fs: %s%s", epoch, metrics["time"], shown, " (best)" if improved else "")

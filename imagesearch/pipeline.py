@@ -4,7 +4,7 @@ Each stage runs what the stage's own script runs (`run(cfg)` of detector / class
 `train`, `evaluate_split`), in-process, with its YAML config plus the overrides that chain it to the
 previous stage:
 
-    detector    data.train_root / data.val_root
+    detector    data.train_roots / data.val_root
     classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
     embedder    model.init_checkpoint  = <classifier>/best.pt      (the classifier without its FC)
     fusion      features.lbp_weight chosen on the validation split (`tune_fusion_weight`)
@@ -32,11 +32,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from imagesearch.config import atomic_write_text, load_config, write_config
+from imagesearch.config import load_config, write_config
+from imagesearch.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PipelineRun", "SplitSpec", "StageSection", "SyntheticSection", "route_overrides", "run_pipeline"]
+__all__ = ["FoldsSection", "PipelineRun", "SplitSpec", "StageSection", "SyntheticSection", "route_overrides", "run_pipeline"]
 
 STAGES = ("detector", "classifier", "embedder", "eval")
 STAGE_FILE = "stage.json"
@@ -86,16 +87,36 @@ class FusionSection:
 
 
 @dataclass
+class FoldsSection:
+    """Cross-validate on a small annotated split instead (`imagesearch.folds.run_folds`): hold out one video and
+    its item at a time, train on the rest, evaluate on it; then train on the whole split.
+
+    Attributes:
+        source: the split; "" = no folds (train_roots / val_root / eval_split are used).
+        holdout: the videos held out, one fold each; [] = every present video that shows an item.
+        gt_boxes: also evaluate each fold with the annotated boxes (the gap is what detection costs).
+        final: train the stages on the whole split at the end and write `final/predict.yaml`.
+    """
+
+    source: str = ""
+    holdout: list[str] = field(default_factory=list)
+    gt_boxes: bool = True
+    final: bool = True
+
+
+@dataclass
 class PipelineRun:
     """Everything `scripts/run_pipeline.py` reads (defaults <- YAML <- key=value overrides).
 
     Attributes:
         out_dir: every stage writes under it (`detector/`, `classifier/`, `embedder/`, `eval/`, `cache/`).
-        train_roots: training splits (the detector trains on the first; the classifier and the
-            embedder on all). Set from the synthetic splits when `synthetic.enabled`.
+        train_roots: training splits; every stage trains on all of them. Set from the synthetic splits
+            when `synthetic.enabled`.
         val_root: the validation split: best checkpoints, category merging, the fusion weight.
         eval_split: the split evaluated and reported.
         gt_boxes: evaluate with annotated boxes instead of the detector.
+        imagenet_weights: the converted ImageNet VGG16 file (SPEC §5); when a stage's config names it
+            (a `weights` key) and it is missing, the pipeline converts it first, offline.
     """
 
     out_dir: str = "runs/pipeline"
@@ -103,6 +124,7 @@ class PipelineRun:
     val_root: str = ""
     eval_split: str = ""
     gt_boxes: bool = False
+    imagenet_weights: str = "data/weights/vgg16_features.pth"
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
     classifier: StageSection = field(
@@ -111,6 +133,7 @@ class PipelineRun:
     embedder: StageSection = field(default_factory=lambda: StageSection(config="configs/embedder/triplet.yaml"))
     fusion: FusionSection = field(default_factory=FusionSection)
     eval: StageSection = field(default_factory=lambda: StageSection(config="configs/eval/default.yaml"))
+    folds: FoldsSection = field(default_factory=FoldsSection)
 
 
 def route_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -142,7 +165,7 @@ def _checkpoint(folder: Path) -> Path:
 
 def _stage_key(argv: list[str]) -> dict[str, Any]:
     """The argv and the content fingerprint of every file it names (input checkpoints, configs)."""
-    from imagesearch.matching.gallery import file_fingerprint
+    from imagesearch.io import file_fingerprint
 
     paths = [argv[0], *(a.split("=", 1)[1] for a in argv[1:] if "=" in a)]
     return {"argv": argv, "inputs": {p: file_fingerprint(p) for p in paths if p and Path(p).is_file()}}
@@ -236,7 +259,7 @@ def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> d
     roots = "[" + ",".join(cfg.train_roots) + "]"
     det, cls, emb = out / "detector", out / "classifier", out / "embedder"
     common = {
-        "detector": [f"data.train_root={cfg.train_roots[0]}", f"data.val_root={cfg.val_root}",
+        "detector": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
                      f"data.cache_dir={out / 'cache' / 'detector_frames'}", f"train.out_dir={det}"],
         "classifier": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
                        f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={cls}"],
@@ -284,6 +307,45 @@ def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dic
     return float(result["lbp_weight"])
 
 
+RUN_SCHEMAS = {
+    "detector": ("imagesearch.detector.train", "DetectorRun"),
+    "classifier": ("imagesearch.classifier.train", "ClassifierRun"),
+    "embedder": ("imagesearch.embedder.train", "EmbedderRun"),
+    "eval": ("imagesearch.evaluation.evaluate", "EvalRun"),
+}
+
+
+def _weights_values(tree: Any) -> set[str]:
+    """Every value of a key named `weights` in a config dict, at any depth."""
+    if isinstance(tree, dict):
+        found = {str(v) for k, v in tree.items() if k == "weights" and isinstance(v, str)}
+        return found.union(*(_weights_values(v) for v in tree.values()))
+    if isinstance(tree, list):
+        return set().union(*(_weights_values(v) for v in tree))
+    return set()
+
+
+def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
+    """Convert the ImageNet VGG16 file when a stage that will run names it and it is missing."""
+    import importlib
+
+    from imagesearch.config import config_to_dict
+    from imagesearch.weights import ensure_vgg16_weights
+
+    target = Path(cfg.imagenet_weights)
+    if not cfg.imagenet_weights or target.is_file():
+        return
+    for name, argv in argvs.items():
+        if not getattr(cfg, name).enabled:
+            continue
+        module, schema = RUN_SCHEMAS[name]
+        stage_cfg = load_config(getattr(importlib.import_module(module), schema), argv[0], argv[1:])
+        if any(Path(v) == target for v in _weights_values(config_to_dict(stage_cfg))):
+            log.info("pipeline: %s needs %s, which is missing: converting it (offline)", name, target)
+            ensure_vgg16_weights(target)
+            return
+
+
 def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Run every enabled stage in turn, skipping completed ones.
 
@@ -300,11 +362,14 @@ def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     if cfg.synthetic.enabled:
         _make_splits(cfg, out)
-    if not cfg.train_roots or not cfg.val_root or not cfg.eval_split:
-        raise ValueError("train_roots, val_root and eval_split must be set (or synthetic.enabled=true)")
+    if not cfg.train_roots or (cfg.eval.enabled and not cfg.eval_split):
+        raise ValueError("train_roots and eval_split must be set (or synthetic.enabled=true, or folds.source)")
+    if not cfg.val_root and (cfg.fusion.tune or cfg.classifier.enabled):
+        raise ValueError("val_root must be set: the fusion weight and the classifier's category merges are chosen on it")
     write_config(cfg, out, "pipeline.yaml")
     summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out)}
     argvs = _stage_argvs(cfg, out, staged)
+    _ensure_imagenet(cfg, {**argvs, "eval": [cfg.eval.config, *cfg.eval.overrides, *staged.get("eval", [])]})
     for name in ("detector", "classifier", "embedder"):
         if getattr(cfg, name).enabled:
             _run_stage(name, out / name, argvs[name], RUNNERS[name], summary)

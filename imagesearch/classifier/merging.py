@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORY_INDEX
+from imagesearch.io import atomic_write_text
 
 GROUP_SEP = "+"
 

@@ -2,9 +2,9 @@
 
 `ClassifierRun` is the config tree of `scripts/train_classifier.py`; `build_parts` turns it into the
 engine's `TrainParts` (model, class-balanced loader, loss, evaluation hook). Each evaluation reports
-accuracy, per-class AP, mAP (scikit-learn `average_precision_score`, one-vs-rest over the classes
-present in the validation crops) and the confusion matrix, which is also saved in the run folder
-(`confusion/epoch_XXX.json`, `confusion.npy`) and drawn into TensorBoard. After training,
+accuracy, per-class AP, mAP and the confusion matrix (`metrics.classification`), which is also saved in
+the run folder (`confusion/epoch_XXX.json`, `confusion.npy`) and drawn into the engine's TensorBoard
+writer (`render_confusion`: a picture, so it stays here rather than among the pure metrics). After training,
 `run_merging` merges the most confused categories from the best checkpoint's validation predictions.
 `run` does both, for the script and the pipeline.
 """
@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, confusion_matrix
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from imagesearch.classifier.data import ClassifierDataConfig, build_datasets, build_loaders
 from imagesearch.classifier.merging import (
@@ -40,10 +36,12 @@ from imagesearch.classifier.merging import (
     save_merge_map,
 )
 from imagesearch.classifier.model import ClassifierModelConfig, build_classifier, classification_loss, load_classifier
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.io import atomic_write, atomic_write_text
+from imagesearch.metrics.classification import classification_metrics, softmax
+from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -79,50 +77,12 @@ def predict(
     device = device or next(model.parameters()).device
     model.eval()
     logits, labels = [], []
-    for images, targets in tqdm(loader, desc="eval", leave=False, disable=not (progress and is_main_process())):
+    for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
         logits.append(model(images.to(device)).float().cpu())
         labels.append(targets)
     if not logits:
         raise ValueError("predict: the loader is empty")
     return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, K) logits, computed stably in float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
-def classification_metrics(scores: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, one-vs-rest AP per present class, their mean, and the confusion matrix.
-
-    Args:
-        scores: (N, K) class scores (probabilities or logits; argmax is the prediction).
-        labels: (N,) true class indices in 0..K-1.
-        names: K class names.
-
-    Returns:
-        {"acc": float, "map": float (0 with no class present), "ap": {name: AP} for each class with
-        at least one sample, "confusion": (K, K) int64 counts (rows true, columns predicted)}.
-
-    Example:
-        >>> m = classification_metrics(np.array([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]]), np.array([0, 1, 1]), ["a", "b"])
-        >>> round(m["acc"], 4), m["ap"], m["confusion"].tolist()
-        (0.6667, {'a': 1.0, 'b': 1.0}, [[1, 0], [1, 1]])
-    """
-    scores, labels = np.asarray(scores), np.asarray(labels, dtype=np.int64)
-    k = len(names)
-    if scores.ndim != 2 or scores.shape != (len(labels), k):
-        raise ValueError(f"classification_metrics: scores {scores.shape} do not fit {len(labels)} labels x {k} names")
-    preds = scores.argmax(axis=1)
-    ap = {names[c]: float(average_precision_score(labels == c, scores[:, c])) for c in range(k) if np.any(labels == c)}
-    return {
-        "acc": float(np.mean(preds == labels)) if len(labels) else 0.0,
-        "map": float(np.mean(list(ap.values()))) if ap else 0.0,
-        "ap": ap,
-        "confusion": confusion_matrix(labels, preds, labels=list(range(k))).astype(np.int64),
-    }
 
 
 def render_confusion(confusion: np.ndarray, cell: int = 16) -> np.ndarray:
@@ -155,16 +115,12 @@ def render_confusion(confusion: np.ndarray, cell: int = 16) -> np.ndarray:
     return canvas
 
 
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy" to the temporary name
             np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 class Evaluator:
@@ -174,16 +130,12 @@ class Evaluator:
         loader: validation crops (images, categories), in order.
         out_dir: the run folder.
         names: class names (the 23 categories).
-        tensorboard: draw the confusion matrix into `<out_dir>/tb` (step = epoch).
         progress: show a progress bar.
     """
 
-    def __init__(
-        self, loader: DataLoader, out_dir: str | Path, names: Sequence[str], tensorboard: bool, progress: bool = True
-    ) -> None:
-        self.loader, self.out_dir, self.names = loader, Path(out_dir), list(names)
-        self.tensorboard, self.progress = tensorboard, progress
-        self._writer: Any = None
+    def __init__(self, loader: DataLoader, out_dir: str | Path, names: Sequence[str], progress: bool = True) -> None:
+        self.loader, self.out_dir, self.names, self.progress = loader, Path(out_dir), list(names), progress
+        self.confusion: np.ndarray | None = None  # the last evaluation's, for `log_visuals`
 
     def __call__(self, model: nn.Module, epoch: int) -> dict[str, float]:
         """(model, 0-based epoch) -> {"val/acc", "val/map", "val_ap/<category>" for each category present}.
@@ -193,6 +145,7 @@ class Evaluator:
         """
         logits, labels = predict(model, self.loader, progress=self.progress)
         m = classification_metrics(softmax(logits), labels, self.names)
+        self.confusion = m["confusion"]
         if is_main_process():
             self._save(m, epoch)
         out = {"val/acc": m["acc"], "val/map": m["map"]}
@@ -204,19 +157,12 @@ class Evaluator:
         atomic_write_text(
             self.out_dir / "confusion" / f"epoch_{epoch:03d}.json", json.dumps(record, ensure_ascii=False)
         )
-        _atomic_save_npy(self.out_dir / "confusion.npy", m["confusion"])
-        if self.tensorboard:
-            if self._writer is None:
-                from torch.utils.tensorboard import SummaryWriter  # optional dependency, imported when used
+        _save_npy(self.out_dir / "confusion.npy", m["confusion"])
 
-                self._writer = SummaryWriter(str(self.out_dir / "tb"))
-            self._writer.add_image("val/confusion", render_confusion(m["confusion"]), epoch, dataformats="HWC")
-            self._writer.flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+    def log_visuals(self, writer: Any, epoch: int) -> None:
+        """The engine's `log_visuals` hook: the last confusion matrix as `val/confusion` (step = epoch)."""
+        if self.confusion is not None:
+            writer.add_image("val/confusion", render_confusion(self.confusion), epoch, dataformats="HWC")
 
 
 def build_parts(run: ClassifierRun) -> tuple[TrainParts, Evaluator]:
@@ -235,8 +181,11 @@ def build_parts(run: ClassifierRun) -> tuple[TrainParts, Evaluator]:
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("classifier: %d trainable / %d parameters, %d train crops, %d val crops",
              n_train, sum(p.numel() for p in model.parameters()), len(train_ds), len(val_ds))  # fmt: skip
-    evaluator = Evaluator(val_loader, run.train.out_dir, CATEGORIES, run.train.tensorboard, run.train.progress)
-    return TrainParts(model, train_loader, forward=classifier_forward, evaluate=evaluator), evaluator
+    evaluator = Evaluator(val_loader, run.train.out_dir, CATEGORIES, run.train.progress)
+    parts = TrainParts(
+        model, train_loader, forward=classifier_forward, evaluate=evaluator, log_visuals=evaluator.log_visuals
+    )
+    return parts, evaluator
 
 
 def run_merging(
@@ -298,10 +247,7 @@ def run(cfg: ClassifierRun) -> tuple[FitResult, dict[str, Any]]:
         (the engine's `FitResult`, the merging report written to merging.json).
     """
     parts, evaluator = build_parts(cfg)
-    try:
-        result = fit(parts, cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")
-    finally:
-        evaluator.close()
+    result = fit(parts, cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")
     checkpoint = result.best_checkpoint or result.last_checkpoint
     report = run_merging(checkpoint, evaluator.loader, cfg.merge, cfg.train.device, cfg.train.progress)
     return result, report

@@ -1,8 +1,9 @@
 """The data layer: records, labels, the split reader and exact video decoding (SPEC §1)."""
 
 from imagesearch.data.labels import CATEGORIES, CATEGORY_INDEX, UnknownLabelError, normalise_label
-from imagesearch.data.reader import BOX_TOLERANCE_PX, DataError, load_split, split_summary
+from imagesearch.data.reader import BOX_TOLERANCE_PX, DataError, load_split
 from imagesearch.data.records import AnnotatedFrame, Box, Item, ProductImage, SkippedRecord, Split, Video
+from imagesearch.data.summary import split_summary
 from imagesearch.data.video import VideoError, VideoInfo, probe_video, read_frames
 
 __all__ = [

@@ -22,11 +22,11 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
-from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORY_INDEX
 from imagesearch.data.records import Box, Split
+from imagesearch.io import atomic_write_text
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def extract_crops(
     def keep(box: Box) -> bool:
         return include_distractors or box.instance_id > 0
 
-    for im in tqdm(split.product_images(), desc="crops: product images", disable=not progress):
+    for im in progress_bar(split.product_images(), enabled=progress, desc="crops: product images"):
         boxes = [b for b in im.boxes if keep(b)]
         if not boxes:
             continue
@@ -165,7 +165,7 @@ def extract_crops(
             _write_jpeg(folder / name, cut_crop(rgb, box.xyxy, margin, max_side))
             records.append(_record(name, "image", box, split, img_name=im.img_name))
     skipped = 0
-    for video in tqdm(list(split.videos.values()), desc="crops: video frames", disable=not progress):
+    for video in progress_bar(list(split.videos.values()), enabled=progress, desc="crops: video frames"):
         frames = [f for f in video.frames if any(keep(b) for b in f.boxes)]
         if not frames or not video.present:
             skipped += bool(frames)

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from imagesearch.data.records import Video
-from imagesearch.data.video import VideoError, probe_video, read_frames
+from imagesearch.data.video import ShortVideoError, VideoError, probe_video, read_frames
 
 __all__ = ["DecodedVideo", "FramePlan", "decode_video", "iter_decoded", "sample_frames"]
 
@@ -91,7 +91,9 @@ class DecodedVideo:
         status: "ok", "missing" (no .mp4), "unreadable" or "no frames" (nothing sampled).
         indices: the sampled frame indices (empty unless decoded).
         frames: (n, H, W, 3) uint8 RGB, one per index; None unless status is "ok".
-        error: the reason of a skip.
+        error: the reason of a skip, or what was lost of a partly decodable video.
+        frames_lost: frames the container's header counts but that do not decode (a truncated file);
+            the sample was then drawn from the frames that do.
     """
 
     position: int
@@ -100,6 +102,7 @@ class DecodedVideo:
     indices: list[int] = field(default_factory=list)
     frames: torch.Tensor | None = None
     error: str = ""
+    frames_lost: int = 0
 
     def frame_list(self) -> list[np.ndarray]:
         """The frames as (H, W, 3) uint8 numpy views (no copy); empty when none."""
@@ -124,9 +127,17 @@ def decode_video(position: int, video: Video, plan: FramePlan) -> DecodedVideo:
     try:
         n = video.num_frames or probe_video(video.path).frames
         out.indices = plan(video, n)
-        frames = read_frames(video.path, out.indices)
+        try:
+            frames = read_frames(video.path, out.indices)
+        except ShortVideoError as exc:
+            if exc.decoded <= 0:
+                raise
+            # The header promised more frames than decode: sample again among those that do.
+            out.frames_lost, out.error = n - exc.decoded, f"partly decodable: {exc}"
+            out.indices = plan(video, exc.decoded)
+            frames = read_frames(video.path, out.indices)
     except VideoError as exc:
-        out.status, out.error = "unreadable", str(exc)
+        out.status, out.error, out.indices = "unreadable", str(exc), []
         return out
     if not frames:
         out.status = "no frames"

@@ -9,7 +9,11 @@ Validation rules (each names the file and the field at fault):
 - an annotation without `box`, `label`, `viewpoint`, `display` or `instance_id`, a box that is not
   4 finite numbers, x2 <= x1 or y2 <= y1, a box outside the image or frame, an unknown label, a
   negative or non-integer id, or an instance id already seen in another item's images: that box;
-- an annotation whose image file is missing or unreadable, or an image without annotation: that image.
+- an annotation whose image file is missing, or an unreadable image file: that image;
+- an image without annotation in a split that has `image_annotation/`: reported, and the image is kept
+  unannotated (predictions read the files; annotations only train and score).
+A product image or a present video whose annotation file is rejected whole stays in the split,
+unannotated.
 Box bounds: a box that overruns the image or frame by at most `BOX_TOLERANCE_PX` on a side is
 clipped to it (annotation tools round and snap past the edge); beyond that it is rejected. A frame's
 size is known only when its video was probed; otherwise only x1, y1 >= 0 is checked.
@@ -22,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -170,45 +173,65 @@ def _list_dir(path: Path, suffix: str | None = None, dirs: bool = False) -> list
         ]
 
 
-def _load_image(root: Path, item_id: str, stem: str, report: _Report) -> ProductImage | None:
-    ann_path = root / "image_annotation" / item_id / f"{stem}.json"
-    img_path = root / "image" / item_id / f"{stem}.jpg"
-    try:
-        data = _read_json(ann_path)
-        _check_id(data, "item_id", item_id)
-        _check_id(data, "img_name", img_path.name)
-        if not isinstance(data.get("annotations"), list):
-            raise _Invalid("annotations", "missing field" if "annotations" not in data else "not a list")
-        if not img_path.is_file():
-            raise _Invalid("img_name", f"image file missing: {img_path}")
-    except _Invalid as err:
-        report(ann_path, err.field, err.reason)
-        return None
+def _read_annotation(ann_path: Path, item_id: str, img_name: str) -> list[Any]:
+    """The `annotations` list of a product image's annotation file, its ids checked against its path."""
+    data = _read_json(ann_path)
+    _check_id(data, "item_id", item_id)
+    _check_id(data, "img_name", img_name)
+    if not isinstance(data.get("annotations"), list):
+        raise _Invalid("annotations", "missing field" if "annotations" not in data else "not a list")
+    return data["annotations"]
+
+
+def _load_image(root: Path, item_id: str, name: str, has_annotation: bool, report: _Report) -> ProductImage | None:
+    """One product image file; its annotation attached when there is a valid one (else kept unannotated)."""
+    img_path = root / "image" / item_id / name
     try:
         with Image.open(img_path) as im:  # reads the header only
             width, height = im.size
     except (OSError, ValueError) as err:
         report(img_path, "image", f"unreadable image: {err}")
         return None
-    boxes = _parse_boxes(data["annotations"], "", (width, height), ann_path, report)
-    return ProductImage(item_id, img_path.name, img_path, ann_path, width, height, boxes)
+    image = ProductImage(item_id, name, img_path, None, width, height)
+    if not has_annotation:
+        return image
+    ann_path = root / "image_annotation" / item_id / f"{Path(name).stem}.json"
+    try:
+        anns = _read_annotation(ann_path, item_id, name)
+    except _Invalid as err:
+        report(ann_path, err.field, err.reason)  # the image stays in the gallery, unannotated
+        return image
+    image.annotation_path = ann_path
+    image.boxes = _parse_boxes(anns, "", (width, height), ann_path, report)
+    return image
 
 
-def _load_item(root: Path, item_id: str, instance_to_item: dict[int, str], report: _Report) -> Item | None:
+def _load_item(
+    root: Path, item_id: str, instance_to_item: dict[int, str], annotated_split: bool, report: _Report
+) -> Item | None:
+    """An item from its image files (`image/<item_id>/*.jpg`); annotations attach where they exist.
+
+    An annotation without its image file is reported and left out (nothing to show); an image without
+    annotation is kept, unannotated, and reported only when the split has `image_annotation/`.
+    """
     ann_stems = {Path(n).stem for n in _list_dir(root / "image_annotation" / item_id, ".json")}
-    for name in sorted(_list_dir(root / "image" / item_id, ".jpg"), key=_numeric_key):
-        if Path(name).stem not in ann_stems:
-            report(root / "image" / item_id / name, "image", "image without annotation")
+    names = sorted(_list_dir(root / "image" / item_id, ".jpg"), key=_numeric_key)
+    for stem in sorted(ann_stems - {Path(n).stem for n in names}, key=_numeric_key):
+        path = root / "image_annotation" / item_id / f"{stem}.json"
+        report(path, "img_name", f"image file missing: {root / 'image' / item_id / f'{stem}.jpg'}")
     images = []
-    for stem in sorted(ann_stems, key=_numeric_key):
-        image = _load_image(root, item_id, stem, report)
+    for name in names:
+        has_annotation = Path(name).stem in ann_stems
+        if annotated_split and not has_annotation:
+            report(root / "image" / item_id / name, "image", "image without annotation")
+        image = _load_image(root, item_id, name, has_annotation, report)
         if image is None:
             continue
         kept = []
         for i, box in enumerate(image.boxes):
             owner = instance_to_item.setdefault(box.instance_id, item_id) if box.instance_id > 0 else item_id
             if owner != item_id:
-                report(image.annotation_path, f"annotations[{i}].instance_id", f"instance in another item: {owner}")
+                report(image.annotation_path, f"annotations[{i}].instance_id", f"instance in another item: {owner}")  # type: ignore[arg-type]
                 continue
             kept.append(box)
         image.boxes = kept
@@ -236,11 +259,29 @@ def _parse_frame(raw: Any, j: int, num_frames: int | None, seen: set[int]) -> tu
     return index, raw["annotations"]
 
 
+def _read_frames(ann_path: Path, video_id: str, num_frames: int | None, size: tuple[int, int] | None, report: _Report) -> list[AnnotatedFrame]:  # fmt: skip
+    data = _read_json(ann_path)
+    _check_id(data, "video_id", video_id)
+    if not isinstance(data.get("frames"), list):
+        raise _Invalid("frames", "missing field" if "frames" not in data else "not a list")
+    seen: set[int] = set()
+    frames = []
+    for j, raw in enumerate(data["frames"]):
+        try:
+            index, anns = _parse_frame(raw, j, num_frames, seen)
+        except _Invalid as err:
+            report(ann_path, err.field, err.reason)
+            continue
+        seen.add(index)
+        frames.append(AnnotatedFrame(index, _parse_boxes(anns, f"frames[{j}].", size, ann_path, report)))
+    return sorted(frames, key=lambda f: f.frame_index)
+
+
 def _load_video(root: Path, video_id: str, probe: bool, report: _Report) -> Video | None:
+    """A video from its `.mp4` and/or its annotation; None when neither is usable."""
     ann_path = root / "video_annotation" / f"{video_id}.json"
-    video = Video(
-        video_id, root / "video" / f"{video_id}.mp4", ann_path, present=(root / "video" / f"{video_id}.mp4").is_file()
-    )
+    path = root / "video" / f"{video_id}.mp4"
+    video = Video(video_id, path, None, present=path.is_file())
     if probe and video.present:
         try:
             info = probe_video(video.path)
@@ -248,35 +289,31 @@ def _load_video(root: Path, video_id: str, probe: bool, report: _Report) -> Vide
         except VideoError as err:
             video.present = False
             report(video.path, "video", f"unreadable video: {err}")
-    try:
-        data = _read_json(ann_path)
-        _check_id(data, "video_id", video_id)
-        if not isinstance(data.get("frames"), list):
-            raise _Invalid("frames", "missing field" if "frames" not in data else "not a list")
-    except _Invalid as err:
-        report(ann_path, err.field, err.reason)
-        return None
-    size = (video.width, video.height) if video.width and video.height else None
-    seen: set[int] = set()
-    for j, raw in enumerate(data["frames"]):
-        try:
-            index, anns = _parse_frame(raw, j, video.num_frames, seen)
-        except _Invalid as err:
-            report(ann_path, err.field, err.reason)
-            continue
-        seen.add(index)
-        video.frames.append(AnnotatedFrame(index, _parse_boxes(anns, f"frames[{j}].", size, ann_path, report)))
-    video.frames.sort(key=lambda f: f.frame_index)
     video.text = _read_text(root / "video_text" / f"{video_id}.txt")
+    if not ann_path.is_file():
+        return video if video.present else None
+    size = (video.width, video.height) if video.width and video.height else None
+    try:
+        video.frames = _read_frames(ann_path, video_id, video.num_frames, size, report)
+    except _Invalid as err:
+        report(ann_path, err.field, err.reason)  # a present video stays, to be predicted, unannotated
+        return video if video.present else None
+    video.annotation_path = ann_path
     return video
 
 
-def load_split(root: str | Path, strict: bool = False, probe_videos: bool = True) -> Split:
-    """Read one split directory (e.g. `validation_dataset_part1`) into a `Split`.
+SPLIT_FOLDERS = ("image", "video", "image_annotation", "video_annotation")
 
-    Items come from `image_annotation/<item_id>/`, videos from `video_annotation/<video_id>.json`
-    (a video whose `.mp4` is missing is kept with `present=False`). `instance_to_item` is built from
-    the product-image annotations only. Items, images (by numeric k), videos and frames are sorted.
+
+def load_split(root: str | Path, strict: bool = False, probe_videos: bool = True) -> Split:
+    """Read one split directory (e.g. `validation_dataset_part1`, or the unannotated test split) into a `Split`.
+
+    Items come from the `image/<item_id>/` folders (every readable `.jpg` is a product image; its
+    annotation attaches when valid), videos from `video/*.mp4` and `video_annotation/*.json` (a video
+    whose `.mp4` is missing is kept with `present=False` when annotated; a present video without a
+    valid annotation is kept unannotated). The annotation folders are optional: without them (the
+    competition's test split) the split can be predicted but not scored. `instance_to_item` is built
+    from the product-image annotations only. Items, images (by numeric k), videos and frames are sorted.
 
     Args:
         root: the split directory.
@@ -288,72 +325,29 @@ def load_split(root: str | Path, strict: bool = False, probe_videos: bool = True
         The `Split`, with `skipped` listing what lenient mode left out.
 
     Raises:
-        FileNotFoundError: `root` is not a directory or has neither annotation folder.
+        FileNotFoundError: `root` is not a directory or has none of image/, video/, image_annotation/,
+            video_annotation/.
         DataError: in strict mode, the first malformed record.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: split directory not found")
-    if not (root / "image_annotation").is_dir() and not (root / "video_annotation").is_dir():
-        raise FileNotFoundError(f"{root}: not a split directory (no image_annotation/ or video_annotation/)")
+    if not any((root / name).is_dir() for name in SPLIT_FOLDERS):
+        raise FileNotFoundError(f"{root}: not a split directory (none of {', '.join(n + '/' for n in SPLIT_FOLDERS)})")
     report = _Report(strict)
     split = Split(root=root)
+    annotated = (root / "image_annotation").is_dir()
     item_ids = sorted(set(_list_dir(root / "image_annotation", dirs=True)) | set(_list_dir(root / "image", dirs=True)))
     for item_id in tqdm(item_ids, desc="items", unit="item", disable=None, leave=False):
-        item = _load_item(root, item_id, split.instance_to_item, report)
+        item = _load_item(root, item_id, split.instance_to_item, annotated, report)
         if item is not None:
             split.items[item_id] = item
-    video_ids = sorted(Path(n).stem for n in _list_dir(root / "video_annotation", ".json"))
-    for video_id in tqdm(video_ids, desc="videos", unit="video", disable=None, leave=False):
+    stems = {Path(n).stem for n in _list_dir(root / "video_annotation", ".json")}
+    stems |= {Path(n).stem for n in _list_dir(root / "video", ".mp4")}
+    for video_id in tqdm(sorted(stems), desc="videos", unit="video", disable=None, leave=False):
         video = _load_video(root, video_id, probe_videos, report)
         if video is not None:
             split.videos[video_id] = video
     split.instance_to_item = dict(sorted(split.instance_to_item.items()))
     split.skipped = report.skipped
     return split
-
-
-def split_summary(split: Split) -> dict[str, Any]:
-    """Counts that describe a split, for the inspection CLI and for logs.
-
-    Args:
-        split: a loaded split.
-
-    Returns:
-        A JSON-serialisable dict: items, product_images, image_boxes, annotated_videos,
-        annotated_frames, frame_boxes, videos_present / videos_missing (sorted id lists),
-        image_boxes_per_category / frame_boxes_per_category (label -> count), instances_per_frame
-        (number of distinct instance ids > 0 in a frame -> number of frames),
-        frames_with_repeated_instance, distractor_boxes ({"images": n, "frames": n}),
-        video_instances_without_item, skipped (reason kind -> count, the kind being the reason text
-        before its first ':').
-    """
-    image_boxes = [b for im in split.product_images() for b in im.boxes]
-    frames = [f for v in split.videos.values() for f in v.frames]
-    frame_boxes = [b for f in frames for b in f.boxes]
-    per_frame = Counter(len({b.instance_id for b in f.boxes if b.instance_id > 0}) for f in frames)
-    repeated = sum(
-        1 for f in frames if max(Counter(b.instance_id for b in f.boxes if b.instance_id > 0).values(), default=0) > 1
-    )
-    orphan = {b.instance_id for b in frame_boxes if b.instance_id > 0} - set(split.instance_to_item)
-    return {
-        "root": str(split.root),
-        "items": len(split.items),
-        "product_images": len(split.product_images()),
-        "image_boxes": len(image_boxes),
-        "annotated_videos": len(split.videos),
-        "annotated_frames": len(frames),
-        "frame_boxes": len(frame_boxes),
-        "videos_present": sorted(v.video_id for v in split.videos.values() if v.present),
-        "videos_missing": sorted(v.video_id for v in split.videos.values() if not v.present),
-        "image_boxes_per_category": dict(Counter(b.label for b in image_boxes).most_common()),
-        "frame_boxes_per_category": dict(Counter(b.label for b in frame_boxes).most_common()),
-        "instances_per_frame": {str(k): per_frame[k] for k in sorted(per_frame)},
-        "frames_with_repeated_instance": repeated,
-        "distractor_boxes": {
-            "images": sum(b.instance_id == 0 for b in image_boxes),
-            "frames": sum(b.instance_id == 0 for b in frame_boxes),
-        },
-        "video_instances_without_item": len(orphan),
-        "skipped": dict(Counter(r.reason.split(":", 1)[0] for r in split.skipped).most_common()),
-    }

@@ -31,15 +31,26 @@ class Box:
 
 @dataclass
 class ProductImage:
-    """A gallery image `image/<item_id>/<img_name>` and its annotation."""
+    """A gallery image `image/<item_id>/<img_name>` and its annotation, if any.
+
+    Every readable image file of a split is one, annotated or not: predictions use the files, and
+    annotations only train and score. `annotation_path` is None when no valid annotation was read for
+    it (the competition's test split has none); `boxes` is then empty, which does not mean the image
+    shows no garment.
+    """
 
     item_id: str
-    img_name: str  # file name as in the annotation, e.g. "1.jpg"
+    img_name: str  # file name, e.g. "1.jpg"
     path: Path
-    annotation_path: Path
+    annotation_path: Path | None
     width: int
     height: int
     boxes: list[Box] = field(default_factory=list)
+
+    @property
+    def annotated(self) -> bool:
+        """Whether a valid annotation file was read for this image."""
+        return self.annotation_path is not None
 
     @property
     def stem(self) -> str:
@@ -70,11 +81,15 @@ class Item:
 
 @dataclass
 class Video:
-    """A live-stream clip and its annotation. `path` may not exist (a missing video)."""
+    """A live-stream clip and its annotation, if any. `path` may not exist (a missing video).
+
+    `annotation_path` is None when no valid annotation was read (the test split): `frames` is then
+    empty and the video can be predicted but not scored.
+    """
 
     video_id: str
     path: Path
-    annotation_path: Path
+    annotation_path: Path | None
     frames: list[AnnotatedFrame] = field(default_factory=list)
     text: str | None = None
     present: bool = False
@@ -85,6 +100,11 @@ class Video:
     @property
     def instance_ids(self) -> set[int]:
         return {b.instance_id for f in self.frames for b in f.boxes if b.instance_id > 0}
+
+    @property
+    def annotated(self) -> bool:
+        """Whether a valid annotation file was read for this video."""
+        return self.annotation_path is not None
 
 
 @dataclass(frozen=True)
@@ -107,4 +127,14 @@ class Split:
     skipped: list[SkippedRecord] = field(default_factory=list)
 
     def product_images(self) -> list[ProductImage]:
+        """Every readable product image, annotated or not (the gallery's input)."""
         return [im for item in self.items.values() for im in item.images]
+
+    def annotated_images(self) -> list[ProductImage]:
+        """The product images with a valid annotation (what training and scoring may use)."""
+        return [im for im in self.product_images() if im.annotated]
+
+    @property
+    def annotated(self) -> bool:
+        """Whether any product image or video of the split has a valid annotation (False for a test split)."""
+        return any(v.annotated for v in self.videos.values()) or any(im.annotated for im in self.product_images())

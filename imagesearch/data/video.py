@@ -27,6 +27,15 @@ class VideoError(RuntimeError):
     """A video that is missing, unreadable, or shorter than a requested frame index."""
 
 
+class ShortVideoError(VideoError):
+    """A requested frame lies beyond what decodes: the header promised more frames than the stream holds
+    (a truncated or partly corrupt file). `decoded` is how many frames did decode from the start."""
+
+    def __init__(self, message: str, decoded: int) -> None:
+        super().__init__(message)
+        self.decoded = decoded
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What the container says about a clip.
@@ -117,14 +126,14 @@ def _decode_sorted(path: Path, targets: list[int], seek_threshold: int | None) -
                     position = 0
             while position < target:
                 if not cap.grab():
-                    raise VideoError(f"{path}: frame index {target} is beyond the end (decoded {position} frames)")
+                    raise ShortVideoError(f"{path}: frame index {target} is beyond the end (decoded {position} frames)", position)  # fmt: skip
                 position += 1
             # grab() decodes; retrieve() only converts, so it is paid for the wanted frames alone.
             if not cap.grab():
-                raise VideoError(f"{path}: frame index {target} is beyond the end (decoded {position} frames)")
+                raise ShortVideoError(f"{path}: frame index {target} is beyond the end (decoded {position} frames)", position)  # fmt: skip
             ok, frame = cap.retrieve()
             if not ok or frame is None:
-                raise VideoError(f"{path}: cannot decode frame index {target}")
+                raise ShortVideoError(f"{path}: cannot decode frame index {target}", position)
             position += 1
             decoded[target] = frame
     finally:
@@ -154,7 +163,8 @@ def read_frames(
 
     Raises:
         ValueError: a negative index.
-        VideoError: the file is missing or unreadable, or an index is beyond the end of the clip.
+        VideoError: the file is missing or unreadable; `ShortVideoError` (with the count of frames that
+            did decode) when an index is beyond what decodes.
     """
     path = Path(path)
     wanted = [int(i) for i in indices]

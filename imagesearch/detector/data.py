@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.labels import CATEGORIES, CATEGORY_INDEX
 from imagesearch.data.records import Split, Video
 from imagesearch.detector.model import label_of
+from imagesearch.io import atomic_write_text
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def cache_frames(
     root = Path(cache_root)
     videos = [v for v in split.videos.values() if v.present and v.frames]
     missing = sum(1 for v in split.videos.values() if v.frames and not v.present)
-    bar = tqdm(total=len(videos), desc="detector: caching frames", disable=not progress)
+    bar = progress_bar(total=len(videos), enabled=progress, desc="detector: caching frames")
 
     def one(video: Video) -> tuple[str, dict[int, Path] | None]:
         out = _cache_video(video, root)
@@ -174,7 +174,7 @@ def build_samples(
                     )
                 )
     if images:
-        for im in split.product_images():
+        for im in split.annotated_images():  # an unannotated image's empty box list means "unknown"
             if im.boxes or keep_empty:
                 boxes, cats = tuple(b.xyxy for b in im.boxes), tuple(CATEGORY_INDEX[b.label] for b in im.boxes)
                 samples.append(

@@ -13,6 +13,7 @@ two runs with one config give the same numbers, and a resumed run those of an un
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,38 @@ def collate_triplets(batch: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> tupl
     return images, flat, triplets
 
 
+def namespace_parts(loaded: list[tuple[Path, list[CropRecord]]]) -> list[tuple[Path, list[CropRecord]]]:
+    """Keep the identities of several training parts apart.
+
+    Item, video and instance ids are only defined within one split (SPEC §1 maps an instance to its item
+    through that split's own image annotations), and nothing says that two parts never reuse one: pooled
+    as they are, two products that share an id would become one identity (wrong positives, missing
+    negatives). With two or more parts, each part's item ids become "<part>/<item_id>" and its instance
+    ids are renumbered 1, 2, ... over the (part, instance) pairs; one part is returned unchanged.
+
+    Args:
+        loaded: (crop cache folder, records) per training part, in `data.train_roots` order.
+
+    Returns:
+        The same folders with namespaced records (crop files are untouched).
+    """
+    if len(loaded) < 2:
+        return loaded
+    renumbered: dict[tuple[int, int], int] = {}
+    parts_of: dict[str, set[int]] = {}
+    out = []
+    for part, (folder, records) in enumerate(loaded):
+        recs = []
+        for r in records:
+            parts_of.setdefault(r.item_id, set()).add(part)
+            instance = renumbered.setdefault((part, r.instance_id), len(renumbered) + 1) if r.instance_id > 0 else 0
+            recs.append(dataclasses.replace(r, item_id=f"{part}/{r.item_id}" if r.item_id else "", instance_id=instance))
+        out.append((folder, recs))
+    shared = sum(len(p) > 1 for item, p in parts_of.items() if item)
+    log.info("training parts: %d item ids occur in more than one part; each part's ids are kept apart", shared)
+    return out
+
+
 def build_train_loader(
     cfg: EmbedderDataConfig, image_size: int, seed: int
 ) -> tuple[DataLoader, IdentityMap, list[CropRecord]]:
@@ -131,7 +164,7 @@ def build_train_loader(
     """
     if cfg.sampler not in SAMPLERS:
         raise ValueError(f"data.sampler: unknown sampler {cfg.sampler!r}, expected one of {list(SAMPLERS)}")
-    loaded = [load_identity_crops(root, cfg) for root in train_roots(cfg)]
+    loaded = namespace_parts([load_identity_crops(root, cfg) for root in train_roots(cfg)])
     records = [r for _, recs in loaded for r in recs]
     if not records:
         raise ValueError(f"data.train_roots {cfg.train_roots}: no product-instance crops")

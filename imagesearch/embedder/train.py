@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set, build_train_loader
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit, resolve_device, seed_everything
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
 from imagesearch.metrics import mean_average_precision, recall_at_k
+from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def embed_loader(
     embedder: nn.Module, loader: DataLoader, device: torch.device, desc: str = "embed", progress: bool = True
 ) -> Tensor:
     """Embeddings (N, D) float32 on the CPU of every image of a loader of (image, target) batches."""
-    batches = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    batches = progress_bar(loader, enabled=progress, desc=desc, leave=False)
     out = [embedder(images.to(device)).float().cpu() for images, _ in batches]
     return torch.cat(out)
 

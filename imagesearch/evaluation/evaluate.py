@@ -1,13 +1,15 @@
-"""Evaluate retrieval on an annotated split: gallery, matcher, `result.json`, metrics, report (SPEC §2, §3 stage 8).
+"""Predict a split and, when it is annotated, evaluate: gallery, matcher, `result.json`, metrics, report.
 
 `evaluate_split(cfg)` runs the whole chain and writes under `cfg.out_dir`:
-- `result.json`: the competition's format (plus `ranked_items`);
-- `metrics.json`: the official S1/S2/S3 F1 and weighted score over all annotated videos (missing
-  videos count as misses) and over the present videos only, with counts; the points lost by reason
-  and every video's diagnostics (`diagnostics`, see `metrics.official`); top-1/5/20 item accuracy;
-  per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames; detector
-  AP@0.5 on the sampled annotated frames (detector mode); videos missing / unreadable;
-- `box_choice` in metrics.json: S2 / S3 under each rule for the reported boxes (`evaluation.box_choice`);
+- `result.json`: the competition's format (plus `ranked_items`), for every readable video, whether
+  or not the split has annotations (the test split has none: this is the submission);
+- `metrics.json`: the video counts (predicted, abstained, missing, unreadable, partly decodable) and,
+  on an annotated split, the official S1/S2/S3 F1 and weighted score over all annotated videos
+  (missing videos count as misses) and over the present videos only, with counts; top-1/5/20 item
+  accuracy; per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames;
+  detector AP@0.5 on the sampled annotated frames (detector mode);
+  the points lost by reason and every video's diagnostics (`diagnostics`, see `metrics.official`);
+  S2 / S3 under each rule for the reported boxes (`box_choice`, `evaluation.box_choice`);
 - `report.html` (+ `img/` for the shown videos, optional GIFs) when `report.html` is on;
 - `config.yaml`: the resolved config.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import atomic_write_text, config_to_dict, write_config
+from imagesearch.config import config_to_dict, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
@@ -32,12 +35,14 @@ from imagesearch.evaluation.box_choice import compare_box_choices
 from imagesearch.features.classify import CropClassifier
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
+from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50
 from imagesearch.metrics.diagnostics import diagnostics_dict
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ __all__ = [
     "ReportConfig",
     "annotated_query_parts",
     "evaluate_split",
+    "summary_lines",
     "tune_fusion_weight",
 ]
 
@@ -62,6 +68,7 @@ class DataSection:
 
     split: str = ""
     strict: bool = False  # raise on the first malformed record instead of skipping it
+    require_annotations: bool = False  # stop when the split has none (evaluate_top20.py sets it)
 
 
 @dataclass
@@ -161,7 +168,7 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
 
 
 def _device(spec: str) -> str:
-    from imagesearch.distributed import resolve_device
+    from imagesearch.runtime import resolve_device
 
     return str(resolve_device(spec))
 
@@ -195,23 +202,29 @@ def _video_counts(split: Split, traces: list[VideoTrace]) -> dict[str, Any]:
     status = {t.video_id: t.status for t in traces}
     ids = lambda s: sorted(v for v, st in status.items() if st == s)  # noqa: E731
     predicted = sorted(t.video_id for t in traces if t.decision is not None and not t.decision.abstained)
+    partly = sorted(t.video_id for t in traces if t.frames_lost)
     return {
-        "annotated": len(split.videos),
+        "total": len(split.videos),
+        "annotated": sum(v.annotated for v in split.videos.values()),
         "present": sum(v.present for v in split.videos.values()),
         "evaluated": sum(st in ("ok", "no garments") for st in status.values()),
         "predicted": len(predicted),
         "abstained": sum(t.decision is not None and t.decision.abstained for t in traces),
         "missing": len(ids("missing")),
         "unreadable": len(ids("unreadable")),
-        "no_garments": len(ids("no garments")),
+        "no_garments": len(ids("no garments")),  # among the abstained
+        "no_frames": len(ids("no frames")),
+        "partly_decodable": len(partly),
+        "frames_lost": sum(t.frames_lost for t in traces),
         "missing_ids": ids("missing"),
         "unreadable_ids": ids("unreadable"),
+        "partly_decodable_ids": partly,
     }
 
 
 def compute_metrics(
     split: Split, traces: list[VideoTrace], results: dict[str, dict], gallery_items: np.ndarray
-) -> tuple[dict[str, Any], ScoreReport]:
+) -> tuple[dict[str, Any], ScoreReport | None]:
     """The metrics.json content, and the score report over all videos (for the report's per-video reasons).
 
     Args:
@@ -221,14 +234,18 @@ def compute_metrics(
         gallery_items: (G,) item id of each gallery row (for per-crop recall).
 
     Returns:
-        (metrics dict, ScoreReport over all annotated videos).
+        (metrics dict, ScoreReport over all annotated videos). A split without annotations (the test
+        split) gets the video counts only, and None for the report.
     """
+    if not split.annotated:
+        return {"split": str(split.root), "annotated": False, "videos": _video_counts(split, traces)}, None
     status = {t.video_id: t.status for t in traces}  # why a video has no prediction (missing, unreadable, ...)
     report_all = score(split, results, status=status)
-    present = [t.video_id for t in traces if t.status in ("ok", "no garments")]
+    present = [t.video_id for t in traces if t.status in ("ok", "no garments") and split.videos[t.video_id].annotated]
     report_present = score(split, results, video_ids=present, status=status)
     metrics = {
         "split": str(split.root),
+        "annotated": True,
         "videos": _video_counts(split, traces),
         "official": {"all": _level(report_all), "present": _level(report_present)},
         "topk": {"all": report_all.topk, "present": report_present.topk},
@@ -261,6 +278,10 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     out = Path(cfg.out_dir)
     write_config(cfg, out)
     split = load_split(cfg.data.split, strict=cfg.data.strict)
+    if cfg.data.require_annotations and not split.annotated:
+        raise ValueError(
+            f"{split.root}: no annotation folders, nothing to score: use scripts/predict.py for a test split"
+        )
     extractor = build_extractor(cfg.features)
     models = _load_models(cfg)
     det_boxes = cfg.gallery.boxes == "detector"
@@ -282,7 +303,10 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     metrics, report_all = compute_metrics(split, traces, results, np.array(gallery.item_ids))
     if report_all is not None and report_all.max_reachable > 0:  # every box rule scored on this run's items
         metrics["box_choice"] = compare_box_choices(split, traces, cfg.matcher)
-    metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key, "built": gallery.built}  # fmt: skip
+    sources = Counter(r.source for r in gallery.records)
+    metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key,
+                          "folder": str(gallery.folder) if gallery.folder else None, "built": gallery.built,
+                          "row_sources": dict(sorted(sources.items()))}  # fmt: skip
     metrics["features"] = {
         "kind": cfg.features.kind,
         "lbp_weight": cfg.features.lbp_weight,
@@ -296,11 +320,54 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         }
         roles |= {f"features ({Path(f).name})": f for f in extractor.files}
         provenance = {"config": config_to_dict(cfg), "models": describe_models(roles)}
-        page = write_report(out, split, traces, report_all, gallery, cfg.report, metrics, provenance)
+        page = write_report(out, split, traces, report_all, cfg.report, metrics, provenance)
         metrics["report"] = str(page)
     metrics["time_s"] = round(time.time() - start, 2)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")
     return metrics
+
+
+def _ids(ids: Sequence[str], limit: int = 10) -> str:
+    shown = " ".join(ids[:limit])
+    return f" ({shown}{' ...' if len(ids) > limit else ''})" if ids else ""
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the prediction / evaluation scripts print: the score over all annotated videos first (a
+    missing or unreadable video counts as a miss), then the present videos', then where every video of
+    the split went (the counts sum to the split's videos).
+
+    Args:
+        metrics: the dict `evaluate_split` returns.
+
+    Returns:
+        Lines of text, without newlines.
+    """
+    v = metrics["videos"]
+    lines = []
+    if metrics.get("annotated", True):
+        a, p = metrics["official"]["all"], metrics["official"]["present"]
+        for name, o, topk in (("all", a, metrics["topk"]["all"]), ("present", p, metrics["topk"]["present"])):
+            topk = topk or {}
+            lines.append(
+                f"score {o['score']:.4f} over {name} {o['num_videos']} annotated videos: F1 S1 {o['s1']['f1']:.3f} "
+                f"S2 {o['s2']['f1']:.3f} S3 {o['s3']['f1']:.3f}  top1 {topk.get('top1', 0):.3f} top5 {topk.get('top5', 0):.3f}"
+            )
+        if metrics.get("crop_recall"):
+            lines[-1] += f"  crop recall@1 {metrics['crop_recall']['recall@1']:.3f}"
+    else:
+        lines.append("no annotations in this split: result.json holds the predictions, nothing is scored")
+    lines.append(
+        f"videos: {v['total']} in the split = {v['predicted']} predicted + {v['abstained']} abstained "
+        f"({v['no_garments']} without garments) + {v['no_frames']} without frames + {v['missing']} missing"
+        f"{_ids(v['missing_ids'])} + {v['unreadable']} unreadable{_ids(v['unreadable_ids'])}"
+    )
+    if v["partly_decodable"]:
+        lines.append(
+            f"partly decodable (sampled among the frames that decode; {v['frames_lost']} frames lost): "
+            f"{v['partly_decodable']}{_ids(v['partly_decodable_ids'])}"
+        )
+    return lines
 
 
 def annotated_query_parts(
@@ -321,14 +388,12 @@ def annotated_query_parts(
     Returns:
         ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
     """
-    from tqdm import tqdm
-
     videos = [v for v in split.videos.values() if v.present]
     # Every annotated frame that holds a product box (frames showing distractors alone give no query).
     every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)
     chunks, items = [], []
     decoded = iter_decoded(videos, every_annotated, workers, prefetch)
-    for got in tqdm(decoded, total=len(videos), desc="query crops", disable=not progress):
+    for got in progress_bar(decoded, enabled=progress, total=len(videos), desc="query crops"):
         if got.status != "ok":
             log.warning("%s: %s; left out of the fusion tuning", got.video_id, got.error or got.status)
             continue

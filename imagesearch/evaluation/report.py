@@ -11,6 +11,7 @@ their boxes and its top-ranked items as product images. Pictures are small JPEGs
 
 On a split without annotations (`report` None) the page shows the predictions alone: no scores,
 no right / wrong marks, no S columns; videos are ordered least sure first (largest match distance).
+In an annotated split, a video without an annotation file is shown unmarked and not scored.
 """
 
 from __future__ import annotations
@@ -21,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text
 from imagesearch.data.records import Split
 from imagesearch.evaluation.report_tables import loss_section, score_summary, video_table
 from imagesearch.evaluation.thumbs import LEGEND, frame_thumbs, gif, product_thumb
+from imagesearch.io import atomic_write_text, file_fingerprint
 from imagesearch.matching.decisions import VideoTrace
-from imagesearch.matching.gallery import Gallery, file_fingerprint
 from imagesearch.metrics.official import ScoreReport, VideoScore
+from imagesearch.runtime import progress_bar
 
 __all__ = ["describe_models", "write_report"]
 
@@ -132,7 +132,7 @@ def _order(traces: Sequence[VideoTrace], scores: Mapping[str, VideoScore] | None
     return sorted(shown, key=lambda t: (-dist[t.video_id], t.video_id))
 
 
-def _ranked_figures(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, gallery: Gallery, cfg: Any) -> list[str]:  # fmt: skip
+def _ranked_figures(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, cfg: Any) -> list[str]:
     esc, d = html.escape, trace.decision
     if d is None:
         return []
@@ -142,7 +142,8 @@ def _ranked_figures(out: Path, split: Split, trace: VideoTrace, vs: VideoScore |
     for rank, s in enumerate(ranked[: cfg.top_k], 1):
         # The chosen item shows the reported entry (a box rule may differ from the closest match).
         ev = d.results[0] if s.item_id == d.item_id and d.results else s.evidence
-        image = gallery.images.get(f"{s.item_id}/{ev.img_name}") or gallery.images.get(f"{s.item_id}/{ev.img_name}.jpg")
+        item = split.items.get(s.item_id)
+        image = next((im for im in item.images if im.stem == Path(ev.img_name).stem), None) if item else None
         path = product_thumb(out / "img" / f"v{trace.video_id}_r{rank}.jpg", image, ev.item_box, cfg.thumb_side)
         state = "" if vs is None else ("right" if s.item_id in vs.true_items else "wrong")
         cap = f"#{rank} {s.item_id}/{ev.img_name} · {s.votes} votes · d={ev.distance:.3f}"
@@ -151,14 +152,14 @@ def _ranked_figures(out: Path, split: Split, trace: VideoTrace, vs: VideoScore |
     return parts
 
 
-def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, gallery: Gallery, cfg: Any) -> str:
+def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, cfg: Any) -> str:
     esc, d = html.escape, trace.decision
     right = vs.s1 if vs is not None else None
     frames = frame_thumbs(out / "img", split.videos[trace.video_id], trace, right, cfg.thumb_side)
     predicted = d.item_id if d is not None and d.item_id else "-"
     frame = d.frame_index if d is not None and d.frame_index is not None else "-"
     if vs is None:
-        cls, title, marks = "unknown", f"video {trace.video_id}: predicted {predicted}", ""
+        cls, title, marks = "unknown", f"video {trace.video_id}: predicted {predicted}", "not annotated: not scored · "
     else:
         cls = "hit" if vs.s3 else ("partial" if vs.s1 else "")
         title = f"video {trace.video_id}: {vs.reason}"
@@ -173,7 +174,7 @@ def _section(out: Path, split: Split, trace: VideoTrace, vs: VideoScore | None, 
             f'<figure><img src="img/{esc(p.name)}" alt="frame {i}"><figcaption>frame {i}</figcaption></figure>'
         )
     parts.append('</div><div class="row">')
-    parts += _ranked_figures(out, split, trace, vs, gallery, cfg)
+    parts += _ranked_figures(out, split, trace, vs, cfg)
     parts.append("</div>")
     if cfg.gif and frames:
         made = gif(frames, out / "img" / f"v{trace.video_id}.gif", cfg.gif_ms)
@@ -187,7 +188,6 @@ def write_report(
     split: Split,
     traces: Sequence[VideoTrace],
     report: ScoreReport | None,
-    gallery: Gallery,
     cfg: Any,
     metrics: Mapping[str, Any],
     provenance: Mapping[str, Any] | None = None,
@@ -196,11 +196,10 @@ def write_report(
 
     Args:
         out: the evaluation output folder.
-        split: the evaluated split.
+        split: the evaluated split (its product images and annotations give the pictures).
         traces: the matcher's decided traces.
         report: the official score over all videos (per-video levels, reasons, points lost), or None
             for a split without annotations (the page then shows the predictions alone).
-        gallery: the gallery (product images for the item thumbnails).
         cfg: a `ReportConfig` (`max_videos`, `top_k`, `thumb_side`, `gif`, `gif_ms`).
         metrics: the metrics dict (scores at the top; `box_choice` when measured).
         provenance: {"config": the resolved config dict, "models": `describe_models(...)`}.
@@ -218,9 +217,9 @@ def write_report(
     body += [_how_to_read(report is not None), score_summary(metrics)]
     if report is not None:
         body.append(loss_section(report, metrics.get("box_choice")))
-    body.append(video_table(shown, scores, hidden))
-    for t in tqdm(shown, desc="report", unit="video", disable=len(shown) < 20):
-        body.append(_section(out, split, t, scores.get(t.video_id) if scores is not None else None, gallery, cfg))
+    body.append(video_table(shown, scores, hidden, {v for v, video in split.videos.items() if not video.annotated}))
+    for t in progress_bar(shown, enabled=len(shown) >= 20, desc="report", unit="video"):
+        body.append(_section(out, split, t, scores.get(t.video_id) if scores is not None else None, cfg))
     if hidden:
         body.append(f"<p class='muted'>{hidden} better videos not shown (report.max_videos).</p>")
     if skipped:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from imagesearch.matching.decisions import VideoTrace
@@ -60,10 +60,14 @@ def score_summary(metrics: Mapping[str, Any]) -> str:
     if metrics.get("detector_ap50"):
         d = metrics["detector_ap50"]
         extra.append(f"detector AP@0.5: {d['ap50']:.3f} ({d['num_frames']} frames, {d['num_gt']} boxes)")
-    if metrics.get("videos"):
+    if metrics.get("videos") and metrics.get("annotated") is False:
         v = metrics["videos"]
-        extra.append(f"videos: {v['annotated']} listed, {v['evaluated']} evaluated, {v['predicted']} predicted, "
+        extra.append(f"No annotations: predictions only. videos: {v['total']} in the split, {v['predicted']} predicted, "
                      f"{v['missing']} missing, {v['unreadable']} unreadable")  # fmt: skip
+    elif metrics.get("videos"):
+        v = metrics["videos"]
+        extra.append(f"videos: {v['total']} in the split ({v['annotated']} annotated), {v['evaluated']} evaluated, "
+                     f"{v['predicted']} predicted, {v['missing']} missing, {v['unreadable']} unreadable")  # fmt: skip
     return "".join(parts) + "".join(f"<p>{html.escape(e)}</p>" for e in extra)
 
 
@@ -111,8 +115,20 @@ def _prediction_row(t: VideoTrace) -> str:
                  _num(chosen.votes if chosen else None, "d"), _num(d.distance, ".3f"), len(t.queries)])  # fmt: skip
 
 
-def video_table(shown: Sequence[VideoTrace], scores: Mapping[str, VideoScore] | None, hidden: int = 0) -> str:
-    """One row per shown video, sortable by clicking a header; with `scores`, the diagnostics and the S marks."""
+def video_table(
+    shown: Sequence[VideoTrace],
+    scores: Mapping[str, VideoScore] | None,
+    hidden: int = 0,
+    unannotated: Collection[str] = (),
+) -> str:
+    """One row per shown video, sortable by clicking a header; with `scores`, the diagnostics and the S marks.
+
+    Args:
+        shown: the shown videos' traces, in page order.
+        scores: video id -> its `VideoScore`; None for a split without annotations.
+        hidden: videos not shown (counted in the heading).
+        unannotated: videos without an annotation file (in an annotated split: not scored).
+    """
     if scores is not None:
         head = ["video", "predicted", "true", "rank", "frame", "snapped", "frame IoU", "item IoU", "S1", "S2", "S3",
                 "reason", "points lost"]  # fmt: skip
@@ -129,8 +145,9 @@ def video_table(shown: Sequence[VideoTrace], scores: Mapping[str, VideoScore] | 
                               _num(v.rank, "d"), _num(v.frame_index, "d"), _num(v.snapped_frame, "d"),
                               _num(v.frame_iou), _num(v.item_iou), *marks, _text(v.reason),
                               _num(v.total_lost, ".4f")]))  # fmt: skip
-        else:  # a video outside N_GT that was not predicted: nothing scored
-            rows.append(_row([_link(t.video_id), "-", "-", *[_num(None)] * 8, _text("no product, not predicted"), _num(0.0, ".4f")]))  # fmt: skip
+        else:  # not annotated, or outside N_GT and not predicted: nothing scored
+            why = "not annotated: not scored" if t.video_id in unannotated else "no product, not predicted"
+            rows.append(_row([_link(t.video_id), "-", "-", *[_num(None)] * 8, _text(why), _num(0.0, ".4f")]))
     note = f" (and {hidden} more not shown)" if hidden else ""
     return (
         f"<h2>Videos shown{note}</h2><p class='muted'>Click a header to sort.</p>"

@@ -36,16 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from imagesearch.backbones import build_vgg16_features, layer_end
 from imagesearch.data.augment import crop_transform
 from imagesearch.data.crops import cut_crop
-from imagesearch.distributed import resolve_device
 from imagesearch.features.fusion import fuse
 from imagesearch.features.lbp import lbp_histograms
 from imagesearch.features.pooling import build_pool
 from imagesearch.features.roi import CROP_PATHS, roi_parts
+from imagesearch.runtime import progress_bar, resolve_device
 
 __all__ = [
     "FEATURES",
@@ -120,7 +119,7 @@ def missing_weights_message(path: str | Path) -> str:
 
 
 def _batches(n: int, size: int, desc: str, progress: bool) -> Any:
-    return tqdm(range(0, n, size), desc=desc, unit="batch", disable=not progress or n <= size, leave=False)
+    return progress_bar(range(0, n, size), enabled=progress and n > size, desc=desc, unit="batch", leave=False)
 
 
 class TorchCrops:

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+
+from imagesearch.runtime import progress_bar
 
 __all__ = ["grid_histograms", "lbp_codes", "lbp_codes_batch", "lbp_dim", "lbp_histogram", "lbp_histograms"]
 
@@ -196,7 +197,7 @@ def lbp_histograms(
         return np.zeros((0, d), np.float32)
     step = batch_size if resize is not None else 1
     out = []
-    for start in tqdm(range(0, len(crops), step), desc="lbp", disable=not progress):
+    for start in progress_bar(range(0, len(crops), step), enabled=progress, desc="lbp"):
         grays = [_to_gray(np.asarray(c), resize, start + j) for j, c in enumerate(crops[start : start + step])]
         batch = torch.from_numpy(np.stack(grays)).to(device)
         out.append(grid_histograms(lbp_codes_batch(batch, P, R), grid, P).cpu().numpy())

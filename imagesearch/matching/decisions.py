@@ -123,7 +123,8 @@ class VideoTrace:
         annotated: (true item id, (k,) gallery rows) per annotated product crop (instance > 0) of the
             sampled annotated frames: the per-crop recall@k queries.
         detections: (prediction, ground truth) per sampled annotated frame, detector mode only.
-        error: the reason of a skip.
+        error: the reason of a skip (or what was lost of a partly decodable video).
+        frames_lost: frames the video's header counts that do not decode (sampled among the rest).
         decision: the final decision (set by `Matcher.run`).
     """
 
@@ -135,6 +136,7 @@ class VideoTrace:
     annotated: list[tuple[str, np.ndarray]] = field(default_factory=list)
     detections: list[tuple[dict, dict]] = field(default_factory=list)
     error: str = ""
+    frames_lost: int = 0
     decision: VideoDecision | None = None
 
 

@@ -22,26 +22,24 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
-from imagesearch.config import atomic_write_text, config_to_dict
+from imagesearch.config import config_to_dict
 from imagesearch.data.records import ProductImage, Split
 from imagesearch.features.extract import CropFeatures
+from imagesearch.io import atomic_write_text, file_fingerprint
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Gallery", "GalleryConfig", "GalleryRecord", "build_gallery", "file_fingerprint", "gallery_key"]
 
 BOX_SOURCES = ("annotated", "detector")
-FULL_HASH_LIMIT = 256 * 2**20  # bytes; bigger files are fingerprinted by size, mtime and their ends
-EDGE_BYTES = 2**20
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: detector galleries fall back to the best box or the whole image
 
 
 @dataclass
@@ -83,8 +81,12 @@ class GalleryRecord:
         img_name: the product image file name, e.g. "3.jpg".
         box: (x1, y1, x2, y2) in the product image's pixels.
         label: canonical category (annotated, or the classifier's for detector boxes); None if unknown.
-        instance_id: the annotated instance (> 0), 0 for a distractor or an unmatched detector box.
+        instance_id: the annotated instance (> 0) of an annotated box, 0 for a distractor; always 0
+            for detector boxes (predictions never read annotations).
         score: 1.0 for an annotated box, else the detector's score.
+        source: where the box comes from: "annotated", "detector" (a detection kept by the gallery's
+            rules), "detector_low" (the image's best detection, below `min_score`: the image had no
+            other) or "whole_image" (the detector found nothing at all), so that no item is unreachable.
     """
 
     item_id: str
@@ -93,6 +95,7 @@ class GalleryRecord:
     label: str | None
     instance_id: int
     score: float = 1.0
+    source: str = "annotated"
 
 
 @dataclass
@@ -141,35 +144,8 @@ class LabelsBoxes(Protocol):
     ) -> list[str]: ...
 
 
-@lru_cache(maxsize=256)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        if size <= FULL_HASH_LIMIT:
-            for block in iter(lambda: fh.read(2**22), b""):
-                h.update(block)
-            return f"sha1:{h.hexdigest()}"
-        h.update(fh.read(EDGE_BYTES))
-        fh.seek(size - EDGE_BYTES)
-        h.update(fh.read(EDGE_BYTES))
-    return f"edges:{size}:{mtime_ns}:{h.hexdigest()}"
-
-
-def file_fingerprint(path: str | Path) -> str:
-    """A content fingerprint of a model file, for cache keys.
-
-    Files up to 256 MiB: the SHA-1 of all their bytes ("sha1:<hex>"). Bigger files: their size,
-    mtime (ns) and the SHA-1 of their first and last MiB ("edges:<size>:<mtime>:<hex>"), since hashing
-    a multi-GB file on every run would cost more than the cache saves. Memoised per (path, size, mtime).
-
-    Raises:
-        FileNotFoundError: no such file.
-    """
-    st = Path(path).stat()
-    return _fingerprint(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-def _split_fingerprint(split: Split) -> str:
+def _split_fingerprint(split: Split, with_boxes: bool) -> str:
+    """The product images' paths and file stamps, and their annotated boxes when the gallery uses them."""
     h = hashlib.sha1(str(split.root.resolve()).encode())
     for im in split.product_images():
         try:
@@ -177,7 +153,8 @@ def _split_fingerprint(split: Split) -> str:
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{im.item_id}/{im.img_name}:{stamp}:{[(b.xyxy, b.label, b.instance_id) for b in im.boxes]}".encode())
+        boxes = [(b.xyxy, b.label, b.instance_id) for b in im.boxes] if with_boxes else []
+        h.update(f"{im.item_id}/{im.img_name}:{stamp}:{boxes}".encode())
     return h.hexdigest()
 
 
@@ -206,7 +183,7 @@ def gallery_key(
         "version": CACHE_VERSION,
         "gallery": settings,
         "features": extractor.key_config(),
-        "split": _split_fingerprint(split),
+        "split": _split_fingerprint(split, with_boxes=cfg.boxes == "annotated"),
         "files": {str(f): file_fingerprint(f) for f in files},
     }
     key = hashlib.sha1(json.dumps(desc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
@@ -226,24 +203,30 @@ def _annotated_rows(im: ProductImage, cfg: GalleryConfig) -> list[GalleryRecord]
     ]
 
 
-def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], cfg: GalleryConfig) -> list[GalleryRecord]:
+def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], size: tuple[int, int], cfg: GalleryConfig) -> list[GalleryRecord]:  # fmt: skip
+    """The gallery rows of one product image from its detections (`size` = (height, width)).
+
+    Detections >= `min_score`, de-duplicated, at most `max_per_image`; an image with none keeps its
+    best detection (source "detector_low"), and one with no detection at all the whole image
+    ("whole_image"): every item stays reachable. Annotations are never read here.
+    """
     from imagesearch.matching.voting import dedupe_boxes
-    from imagesearch.metrics.detection import box_iou
 
     keep = det["scores"] >= cfg.min_score
     boxes, scores = det["boxes"][keep], det["scores"][keep]
     order = dedupe_boxes(boxes, scores, cfg.dedupe_iou)[: cfg.max_per_image] if len(boxes) else []
-    rows = []
-    annotated = [b for b in im.boxes if b.instance_id > 0]
-    for i in order:
-        # Instance ids only tell a two-piece set's pieces apart; they come from the image annotation
-        # where a detection overlaps an annotated piece (IoU > 0.5), else 0.
-        inst = 0
-        if annotated:
-            ious = box_iou(boxes[i][None], [b.xyxy for b in annotated])[0]
-            inst = annotated[int(ious.argmax())].instance_id if ious.max() > 0.5 else 0
-        rows.append(GalleryRecord(im.item_id, im.img_name, tuple(map(float, boxes[i])), None, inst, float(scores[i])))  # type: ignore[arg-type]
-    return rows
+    rows = [
+        GalleryRecord(im.item_id, im.img_name, tuple(map(float, boxes[i])), None, 0, float(scores[i]), "detector")  # type: ignore[arg-type]
+        for i in order
+    ]
+    if rows:
+        return rows
+    if len(det["scores"]):
+        best = int(np.argmax(det["scores"]))
+        box, score = tuple(map(float, det["boxes"][best])), float(det["scores"][best])
+        return [GalleryRecord(im.item_id, im.img_name, box, None, 0, score, "detector_low")]  # type: ignore[arg-type]
+    whole = (0.0, 0.0, float(size[1]), float(size[0]))
+    return [GalleryRecord(im.item_id, im.img_name, whole, None, 0, 0.0, "whole_image")]
 
 
 def _read_chunk(images: Sequence[ProductImage], workers: int) -> list[tuple[ProductImage, np.ndarray | None]]:
@@ -264,7 +247,7 @@ def _compute(
     images = split.product_images()
     records: list[GalleryRecord] = []
     chunks: list[dict[str, np.ndarray]] = []
-    bar = tqdm(total=len(images), desc="gallery", unit="img", disable=not progress)
+    bar = progress_bar(total=len(images), enabled=progress, desc="gallery", unit="img")
     step = max(1, cfg.chunk_images)
     for start in range(0, len(images), step):
         loaded = _read_chunk(images[start : start + step], cfg.decode_workers)
@@ -275,7 +258,7 @@ def _compute(
         if cfg.boxes == "detector":
             assert detector is not None
             dets = detector.detect([rgb for _, rgb in readable]) if readable else []
-            rows = [(j, r) for j, ((im, _), d) in enumerate(zip(readable, dets, strict=True)) for r in _detected_rows(im, d, cfg)]  # fmt: skip
+            rows = [(j, r) for j, ((im, rgb), d) in enumerate(zip(readable, dets, strict=True)) for r in _detected_rows(im, d, rgb.shape[:2], cfg)]  # fmt: skip
         else:
             rows = [(j, r) for j, (im, _) in enumerate(readable) for r in _annotated_rows(im, cfg)]
         recs = [r for _, r in rows]
@@ -355,6 +338,11 @@ def build_gallery(
         raise ValueError(f"gallery.boxes: unknown {cfg.boxes!r}; choose one of {list(BOX_SOURCES)}")
     if cfg.boxes == "detector" and detector is None:
         raise ValueError("gallery.boxes: 'detector' needs a detector checkpoint (detector.checkpoint)")
+    if cfg.boxes == "annotated" and not split.annotated_images():
+        raise ValueError(
+            f"gallery.boxes: 'annotated' needs annotated product images and {split.root} has none "
+            "(a test split?): use gallery.boxes=detector with a detector checkpoint"
+        )
     key, desc = gallery_key(split, extractor, cfg, model_files)
     folder = Path(cfg.cache_dir) / key
     images = {f"{im.item_id}/{im.img_name}": im for im in split.product_images()}

@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sample_frames
 from imagesearch.data.records import Split, Video
@@ -38,6 +37,7 @@ from imagesearch.matching.decisions import DetectionConfig, MatcherConfig, Video
 from imagesearch.matching.gallery import Detects, Gallery, LabelsBoxes
 from imagesearch.matching.index import build_index
 from imagesearch.matching.voting import FrameCandidates, Neighbour, dedupe_boxes
+from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class Matcher:
         inflight: list[_Work] = []  # decoded, in order, not yet searched
         queue: list[tuple[_Work, int]] = []  # frames waiting for the detector
         decoded = iter_decoded(videos, self.plan, self.cfg.decode_workers, self.cfg.prefetch)
-        bar = tqdm(total=len(videos), desc="videos", unit="video", disable=not progress)
+        bar = progress_bar(total=len(videos), enabled=progress, desc="videos", unit="video")
         while True:
             with self._timed("decode"):
                 item: DecodedVideo | None = next(decoded, None)
@@ -292,7 +292,7 @@ class Matcher:
         bar.close()
 
     def _start(self, item: DecodedVideo, video: Video, on_frames: FrameHook | None) -> _Work:
-        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error)
+        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error, frames_lost=item.frames_lost)
         work = _Work(trace, video, item.frame_list())
         if trace.status == "ok":
             work.undetected = 0 if self.cfg.gt_boxes else len(work.frames)
@@ -311,7 +311,12 @@ class Matcher:
         skipped = [t for t in traces if t.status in ("missing", "unreadable")]
         if skipped:
             log.info("matcher: %d of %d videos skipped (missing or unreadable)", len(skipped), len(traces))
-        item_instances = {item_id: item.instance_ids for item_id, item in split.items.items()}
+        # The pieces of two-piece sets as the gallery knows them (annotated rows carry instance ids; detector
+        # rows carry 0): predictions never read the split's annotations.
+        item_instances: dict[str, set[int]] = {}
+        for rec in self.gallery.records:
+            if rec.instance_id > 0:
+                item_instances.setdefault(rec.item_id, set()).add(rec.instance_id)
         queried = {t.video_id: t.queries for t in traces if t.status in ("ok", "no garments")}
         decisions = decide(queried, self.cfg, item_instances)
         for t in traces:

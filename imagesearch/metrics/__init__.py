@@ -1,12 +1,14 @@
-"""Metrics: the competition's official score and the retrieval / detection metrics (SPEC §2).
+"""Metrics: the competition's official score and the retrieval / detection / classification metrics (SPEC §2).
 
 - `results`: `result.json` parsing (`parse_results`, `VideoPrediction`, `ResultFormatError`).
 - `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`), with per-video reasons and points lost.
 - `diagnostics`: the points lost summed by reason, the worst videos (`loss_table`, `worst_videos`).
 - `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision`.
 - `detection`: `box_iou`, `voc_ap50`.
+- `classification`: `classification_metrics` (accuracy, per-class AP, mAP, confusion matrix), `softmax`.
 """
 
+from imagesearch.metrics.classification import classification_metrics, softmax
 from imagesearch.metrics.detection import box_iou, voc_ap50
 from imagesearch.metrics.diagnostics import LossRow, diagnostics_dict, format_losses, loss_table, worst_videos
 from imagesearch.metrics.official import (
@@ -34,6 +36,7 @@ __all__ = [
     "VideoPrediction",
     "VideoScore",
     "box_iou",
+    "classification_metrics",
     "diagnostics_dict",
     "f1_level",
     "format_losses",
@@ -43,6 +46,7 @@ __all__ = [
     "rank_gallery",
     "recall_at_k",
     "score",
+    "softmax",
     "snap_frame",
     "topk_item_accuracy",
     "video_items",

@@ -17,6 +17,8 @@ Choices the official text leaves open:
 - A prediction for a video id that is not in the split is counted in N_P and can never be a true
   positive (the official N_P counts every submitted video); it is listed in `unknown_videos`.
 - A prediction for a video with no instance > 0 (distractors only) counts in N_P, never in N_GT.
+- A video with no annotation file (an `.mp4` that no annotation names) cannot be scored: by default the
+  scope is the annotated videos, and a prediction for an unannotated one is set aside as out of scope.
 - With `video_ids` (e.g. the videos present on disk) N_GT and the predictions are restricted to those
   videos; predictions for other split videos are set aside (`out_of_scope_videos`), unknown ids
   still count. `scope` in the report says which restriction was used.
@@ -213,8 +215,8 @@ def score(
         ValueError: `video_ids` names a video that is not in the split.
     """
     preds = _as_predictions(results)
-    if video_ids is None:
-        scope_ids = list(split.videos)
+    if video_ids is None:  # the videos that can be scored: those with an annotation file
+        scope_ids = [v for v, video in split.videos.items() if video.annotated]
     else:
         missing = sorted(set(video_ids) - set(split.videos))
         if missing:

@@ -9,6 +9,6 @@ Items are garments of the 23 categories with item-specific colours, textures and
 
 from imagesearch.synthetic.config import SyntheticConfig, annotated_frame_indices
 from imagesearch.synthetic.items import ItemSpec, plan_items
-from imagesearch.synthetic.split import generate_split, render_item
+from imagesearch.synthetic.split import generate_split, render_item, split_counts
 
-__all__ = ["ItemSpec", "SyntheticConfig", "annotated_frame_indices", "generate_split", "plan_items", "render_item"]
+__all__ = ["ItemSpec", "SyntheticConfig", "annotated_frame_indices", "generate_split", "plan_items", "render_item", "split_counts"]

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from imagesearch.io import atomic_write
 from imagesearch.synthetic.config import SyntheticConfig
 from imagesearch.synthetic.items import ItemSpec, plan_items
 from imagesearch.synthetic.products import render_product_image
@@ -30,17 +31,13 @@ SPLIT_FOLDERS = ("image", "image_annotation", "video", "video_annotation")
 TEXT_FOLDERS = ("image_text", "video_text")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    # Not config.atomic_write_text: mkstemp files are private (0600); these are data for every user.
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _write_json(path: Path, obj: dict) -> None:
     # ensure_ascii like the real files ("\u65e0\u8896..."); one line, keys in the SPEC's order.
-    _write_atomic(path, json.dumps(obj, ensure_ascii=True).encode("ascii"))
+    _write_bytes(path, json.dumps(obj, ensure_ascii=True).encode("ascii"))
 
 
 def render_item(item: ItemSpec, cfg: SyntheticConfig, seed: int, root: Path) -> int:
@@ -60,7 +57,7 @@ def render_item(item: ItemSpec, cfg: SyntheticConfig, seed: int, root: Path) -> 
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             raise RuntimeError(f"{img_dir / f'{k}.jpg'}: cv2.imencode failed")
-        _write_atomic(img_dir / f"{k}.jpg", buf.tobytes())
+        _write_bytes(img_dir / f"{k}.jpg", buf.tobytes())
         _write_json(ann_dir / f"{k}.json", {"item_id": item.item_id, "img_name": f"{k}.jpg", "annotations": anns})
     video = root / "video" / f"{item.item_id}.mp4"
     tmp_video = video.with_name(f".{item.item_id}.tmp.mp4")  # cv2 picks the container from the suffix
@@ -68,8 +65,8 @@ def render_item(item: ItemSpec, cfg: SyntheticConfig, seed: int, root: Path) -> 
     os.replace(tmp_video, video)
     _write_json(root / "video_annotation" / f"{item.item_id}.json", annotation)
     if cfg.text:
-        _write_atomic(root / "image_text" / f"{item.item_id}.txt", (item.title + "\n").encode("utf-8"))
-        _write_atomic(root / "video_text" / f"{item.item_id}.txt", (item.asr + "\n").encode("utf-8"))
+        _write_bytes(root / "image_text" / f"{item.item_id}.txt", (item.title + "\n").encode("utf-8"))
+        _write_bytes(root / "video_text" / f"{item.item_id}.txt", (item.asr + "\n").encode("utf-8"))
     return item.num_images
 
 
@@ -78,7 +75,7 @@ def _worker_init() -> None:
 
 
 def _render_all(items: list[ItemSpec], cfg: SyntheticConfig, seed: int, root: Path) -> None:
-    bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", leave=False)
+    bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", disable=None, leave=False)
     try:
         if cfg.workers == 1 or len(items) == 1:
             for item in items:
@@ -137,3 +134,26 @@ def generate_split(out_dir: str | Path, num_items: int, seed: int, config: Synth
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def split_counts(root: str | Path) -> dict[str, int]:
+    """What a generated split holds: items, images, videos, annotated frames, product and distractor boxes.
+
+    Read back from the files (not from the plan), as a check that they were all written.
+    """
+    root = Path(root)
+    frames = [
+        f for p in sorted((root / "video_annotation").glob("*.json")) for f in json.loads(p.read_text())["frames"]
+    ]
+    image_anns = [a for p in root.glob("image_annotation/*/*.json") for a in json.loads(p.read_text())["annotations"]]
+    frame_anns = [a for f in frames for a in f["annotations"]]
+    return {
+        "items": sum(1 for p in (root / "image").iterdir() if p.is_dir()),
+        "images": len(list(root.glob("image/*/*.jpg"))),
+        "videos": len(list((root / "video").glob("*.mp4"))),
+        "annotated_frames": len(frames),
+        "frames_without_product": sum(all(a["instance_id"] == 0 for a in f["annotations"]) for f in frames),
+        "image_boxes": len(image_anns),
+        "frame_product_boxes": sum(a["instance_id"] > 0 for a in frame_anns),
+        "frame_distractor_boxes": sum(a["instance_id"] == 0 for a in frame_anns),
+    }

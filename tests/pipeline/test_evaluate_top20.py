@@ -51,7 +51,7 @@ def test_gt_boxes_end_to_end(split_root, tmp_path):
 def test_with_a_smoke_detector(split_root, tmp_path):
     det_out = tmp_path / "detector"
     load_script("train_detector").main([
-        str(REPO / "configs/smoke/detector.yaml"), f"data.train_root={split_root}", f"data.val_root={split_root}",
+        str(REPO / "configs/smoke/detector.yaml"), f"data.train_roots=[{split_root}]", f"data.val_root={split_root}",
         f"data.cache_dir={tmp_path / 'frames'}", f"train.out_dir={det_out}", "train.epochs=1",
         "train.max_iters_per_epoch=2", "data.budget=16", "data.batch_size=8", "data.num_workers=0",
         "train.tensorboard=false", "train.progress=false",

@@ -85,3 +85,12 @@ def test_rerun_skips_resumes_and_invalidates(first_run):
 def test_route_overrides():
     own, staged = route_overrides(["out_dir=x", "eval.matcher.k=5", "eval.enabled=false", "fusion.tune=false"])
     assert own == ["out_dir=x", "eval.enabled=false", "fusion.tune=false"] and staged == {"eval": ["matcher.k=5"]}
+
+
+def test_every_stage_gets_every_training_part(tmp_path):
+    from imagesearch.pipeline import PipelineRun, _stage_argvs
+
+    cfg = PipelineRun(train_roots=["/d/part1", "/d/part2", "/d/part3"], val_root="/d/val", eval_split="/d/val2")
+    argvs = _stage_argvs(cfg, tmp_path, {})
+    for stage in ("detector", "classifier", "embedder"):
+        assert "data.train_roots=[/d/part1,/d/part2,/d/part3]" in argvs[stage], stage

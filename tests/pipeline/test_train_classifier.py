@@ -7,8 +7,8 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from imagesearch.classifier.merging import load_merge_map
 from imagesearch.data.labels import CATEGORIES
@@ -68,6 +68,10 @@ def test_train_resume_merge(tmp_path: Path) -> None:
     assert set(merging["before"]) == set(merging["after"]) == {"acc", "map", "ap"}
     assert sorted(merging["groups"]) == sorted({g for g in merge_map.values() if "+" in g})
 
-    events = EventAccumulator(str(out / "tb"), size_guidance={"images": 0})
+    # TensorBoard is an optional extra (`make test` installs it): the picture goes through the engine's writer.
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = accumulator.EventAccumulator(str(out / "tb"), size_guidance={"images": 0})
     events.Reload()
     assert "val/confusion" in events.Tags()["images"] and "val/map" in events.Tags()["scalars"]
+    assert [e.step for e in events.Images("val/confusion")] == [0, 1]  # step = epoch
+    assert len(list((out / "tb").glob("events.out.tfevents.*"))) == 2  # one writer per fit call, none of its own

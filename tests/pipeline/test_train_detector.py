@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
@@ -36,7 +38,7 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [
         str(SMOKE),
-        f"data.train_root={splits[0]}",
+        f"data.train_roots=[{splits[0]}]",
         f"data.val_root={splits[1]}",
         f"data.cache_dir={tmp_path / 'cache'}",
         f"train.out_dir={out}",
@@ -49,7 +51,8 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     assert first.epochs_trained == 1
     for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "train.log"):
         assert (out / name).is_file(), name
-    assert any((out / "tb").iterdir())  # TensorBoard events
+    if importlib.util.find_spec("tensorboard") is not None:  # the optional extra
+        assert any((out / "tb").iterdir())  # TensorBoard events
     second = main([*args, "train.epochs=2"])  # resumes from last.pt: only epoch 1 is trained
     assert second.epochs_trained == 1
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -73,3 +76,23 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     assert scores["val/images"] == best_row["val/images"] == scores["val/images_frame"] + scores["val/images_image"]
     assert 0.0 <= scores["val/ap50_frame"] <= 1.0 and 0.0 <= scores["val/ap50_image"] <= 1.0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # nothing trained or logged
+
+
+def test_each_log_line_is_printed_once_and_no_bar_reaches_a_file(
+    splits: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Logging set up as every script sets it up (`main` calls `setup_logging`), progress bars left on: on a
+    stderr that is not a terminal (a captured log, `make demo > log`) each line appears once and no `\\r`."""
+    out = tmp_path / "run"
+    _load_script().main([
+        str(SMOKE), f"data.train_roots=[{splits[0]}]", f"data.val_root={splits[1]}", f"train.out_dir={out}",
+        f"data.cache_dir={tmp_path / 'cache'}", "data.budget=8", "data.batch_size=4", "data.num_workers=0",
+        "train.epochs=2", "train.log_every=1", "train.progress=true", "train.tensorboard=false",
+    ])  # fmt: skip
+    console = capsys.readouterr().err
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert "\r" not in log and "\r" not in console
+    lines = log.splitlines()
+    assert any("epoch 0 iter 1/2" in line for line in lines) and any("epoch 1 done" in line for line in lines)
+    printed = Counter(console.splitlines())
+    assert {line: printed[line] for line in lines} == dict.fromkeys(lines, 1)  # each file line printed once

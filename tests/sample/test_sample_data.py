@@ -10,8 +10,9 @@ from types import ModuleType
 import pytest
 
 from imagesearch.data.labels import CATEGORIES
-from imagesearch.data.reader import load_split, split_summary
+from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
+from imagesearch.data.summary import split_summary
 from tests.helpers import load_script
 
 pytestmark = pytest.mark.sample

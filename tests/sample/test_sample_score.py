@@ -7,8 +7,7 @@ import json
 import pytest
 
 from imagesearch.data.reader import load_split
-from imagesearch.metrics.baselines import oracle_results as perfect_result
-from tests.helpers import load_script
+from tests.helpers import load_script, perfect_result
 
 pytestmark = pytest.mark.sample
 

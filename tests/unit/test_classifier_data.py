@@ -16,7 +16,7 @@ from imagesearch.classifier.data import ClassifierDataConfig, build_datasets, bu
 from imagesearch.data.crops import AugSeedSampler, CropDataset, expand_box
 from imagesearch.data.labels import CATEGORY_INDEX, normalise_label
 from imagesearch.detector.sampler import ClassBalancedSampler
-from imagesearch.distributed import set_data_epoch
+from imagesearch.runtime import set_data_epoch
 from imagesearch.synthetic import SyntheticConfig, generate_split
 
 TINY = SyntheticConfig(frames=41, width=96, height=160, image_size=96, max_images=3)

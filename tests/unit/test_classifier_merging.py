@@ -19,8 +19,8 @@ from imagesearch.classifier.merging import (
     merge_scores,
     save_merge_map,
 )
-from imagesearch.classifier.train import classification_metrics
 from imagesearch.data.labels import CATEGORIES
+from imagesearch.metrics.classification import classification_metrics
 
 # Rows true, columns predicted; n = (10, 10, 10, 20, 10), 44 of 60 right (acc 0.7333).
 CONFUSION = np.array(

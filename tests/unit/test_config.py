@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from imagesearch.config import ConfigError, atomic_write_text, config_to_dict, load_config, write_config
+from imagesearch.config import ConfigError, config_to_dict, load_config, write_config
+from imagesearch.io import atomic_write_text
 
 
 @dataclass

@@ -219,3 +219,30 @@ def test_save_state_dict_is_atomic(tmp_path):
     out = save_state_dict({"a": torch.arange(3)}, tmp_path / "sub" / "w.pth")
     assert torch.equal(torch.load(out, weights_only=True)["a"], torch.arange(3))
     assert [p.name for p in out.parent.iterdir()] == ["w.pth"]  # no temporary left behind
+
+
+def test_a_missing_weights_file_names_the_converter(tmp_path):
+    from imagesearch.detector.model import DetectorModelConfig, build_detector
+
+    missing = tmp_path / "vgg16_features.pth"
+    with pytest.raises(FileNotFoundError, match=rf"python scripts/convert_vgg16_weights.py --out {missing}"):
+        build_detector(DetectorModelConfig(weights=str(missing)))
+
+
+def test_ensure_converts_once_and_the_pipeline_asks_for_it(vgg16_source, converted, tmp_path, monkeypatch):
+    from imagesearch.pipeline import PipelineRun, _ensure_imagenet, _stage_argvs
+    from imagesearch.weights import ensure_vgg16_weights
+
+    if vgg16_source is not None:
+        monkeypatch.setenv(conv_mod.WHEEL_ENV, vgg16_source)
+    target = tmp_path / "w" / "vgg16_features.pth"
+    cfg = PipelineRun(train_roots=["/d/a"], val_root="/d/v", eval_split="/d/t", imagenet_weights=str(target))
+    argvs = _stage_argvs(cfg, tmp_path / "out", {})
+    _ensure_imagenet(cfg, argvs)  # the default stage configs name data/weights/..., not this file
+    assert not target.exists()
+    argvs["detector"].append(f"model.weights={target}")
+    _ensure_imagenet(cfg, argvs)
+    assert target.is_file()
+    loaded = torch.load(target, map_location="cpu", weights_only=True)
+    assert loaded.keys() == converted.keys() and all(torch.equal(loaded[k], converted[k]) for k in converted)
+    assert ensure_vgg16_weights(target) is False  # already there: nothing converted

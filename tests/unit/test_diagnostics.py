@@ -13,7 +13,7 @@ import math
 import pytest
 
 from imagesearch.metrics import REASONS, diagnostics_dict, format_losses, loss_table, score, worst_videos
-from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.helpers import perfect_result
 from tests.unit.score_split import build_split
 
 

@@ -18,7 +18,7 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from imagesearch.checkpoint import capture_rng_state, restore_rng_state
+from imagesearch.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from imagesearch.config import config_to_dict
 from imagesearch.engine import (
     OptimConfig,
@@ -28,13 +28,9 @@ from imagesearch.engine import (
     build_scheduler,
     default_forward,
     fit,
-    load_checkpoint,
-    resolve_device,
-    save_checkpoint,
-    seed_everything,
-    set_data_epoch,
     train_one_epoch,
 )
+from imagesearch.runtime import resolve_device, seed_everything, set_data_epoch
 
 CKPT_KEYS = {"model", "optimizer", "scheduler", "scaler", "epoch", "global_step", "best_metric", "config", "git_sha"}
 CKPT_KEYS |= {"torch_version", "rng", "best_epoch", "metrics"}
@@ -320,19 +316,24 @@ def test_interrupted_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
-def test_tensorboard_events_hold_the_scalars(tmp_path: Path) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def test_tensorboard_events_hold_the_scalars_and_the_hooks_pictures(tmp_path: Path) -> None:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
-    optim, train, config = make_cfgs(tmp_path, epochs=1, tensorboard=True)
-    fit(make_parts(evaluate=lambda m, e: {"val/score": 0.5}), optim, train, config, best_metric="val/score")
+    def log_visuals(writer, epoch: int) -> None:  # a stage's pictures go through the engine's writer
+        writer.add_image("val/picture", np.full((4, 6, 3), 40 * epoch, np.uint8), epoch, dataformats="HWC")
+
+    optim, train, config = make_cfgs(tmp_path, epochs=2, tensorboard=True)
+    parts = make_parts(evaluate=lambda m, e: {"val/score": 0.5}, log_visuals=log_visuals)
+    fit(parts, optim, train, config, best_metric="val/score")
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    assert len(events) == 1
-    acc = EventAccumulator(str(tmp_path / "tb"))
+    assert len(events) == 1  # one writer for the run, the hook's pictures included
+    acc = accumulator.EventAccumulator(str(tmp_path / "tb"), size_guidance={"images": 0})
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"train/loss", "train/loss_mse", "train/loss_l1", "train/lr", "val/score"} <= tags
-    assert [e.step for e in acc.Scalars("train/loss")] == [0, 1, 2, 3]
+    assert [e.step for e in acc.Scalars("train/loss")] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert acc.Scalars("val/score")[0].value == 0.5
+    assert [e.step for e in acc.Images("val/picture")] == [0, 1]
 
 
 def test_default_forward_unpacks_tuples_and_dicts() -> None:

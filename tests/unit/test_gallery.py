@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from imagesearch import io as io_mod
 from imagesearch.data.reader import load_split
-from imagesearch.matching import gallery as gallery_mod
-from imagesearch.matching.gallery import GalleryConfig, build_gallery, file_fingerprint, gallery_key
+from imagesearch.io import file_fingerprint
+from imagesearch.matching.gallery import GalleryConfig, build_gallery, gallery_key
 from imagesearch.matching.matcher import Matcher, MatcherConfig
 from tests.unit.tiny_retrieval import fake_extractor, make_tiny_split
 
@@ -71,9 +72,9 @@ def test_file_fingerprint_full_hash_and_big_file_edges(tmp_path, monkeypatch):
     small = tmp_path / "small.bin"
     small.write_bytes(b"abc" * 1000)
     assert file_fingerprint(small) == "sha1:" + hashlib.sha1(b"abc" * 1000).hexdigest()
-    monkeypatch.setattr(gallery_mod, "FULL_HASH_LIMIT", 100)
-    monkeypatch.setattr(gallery_mod, "EDGE_BYTES", 10)
-    gallery_mod._fingerprint.cache_clear()
+    monkeypatch.setattr(io_mod, "FULL_HASH_LIMIT", 100)
+    monkeypatch.setattr(io_mod, "EDGE_BYTES", 10)
+    io_mod._fingerprint.cache_clear()
     big = tmp_path / "big.bin"
     data = bytearray(range(200))
     big.write_bytes(bytes(data))
@@ -83,7 +84,7 @@ def test_file_fingerprint_full_hash_and_big_file_edges(tmp_path, monkeypatch):
     data[-1] ^= 0xFF
     big.write_bytes(bytes(data))
     assert file_fingerprint(big) != fp
-    gallery_mod._fingerprint.cache_clear()
+    io_mod._fingerprint.cache_clear()
 
 
 def test_configured_fusion_weight_flows_into_the_index(split, tmp_path):
@@ -131,14 +132,49 @@ class _Skirts:
         return ["短裙"] * len(boxes)
 
 
-def test_detector_rows_take_instances_from_overlapping_annotations(split, tmp_path):
+def test_detector_rows_never_read_annotations(split, tmp_path):
     image = split.product_images()[0]
     one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
     det = _BoxDetector({(image.height, image.width): [b.xyxy for b in image.boxes]})
     g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), det, progress=False)
     assert det.calls == 1
-    assert sorted(r.instance_id for r in g.records) == sorted(b.instance_id for b in image.boxes)
-    assert all(r.label is None and r.score == pytest.approx(0.9) for r in g.records)  # low-score box dropped
+    expected = sorted((x1 + 1, y1, x2 + 1, y2) for x1, y1, x2, y2 in (b.xyxy for b in image.boxes))
+    np.testing.assert_allclose(sorted(r.box for r in g.records), expected)
+    # No instance ids from the annotation (predictions must not depend on it); the low-score box is dropped.
+    assert all((r.instance_id, r.label, r.source) == (0, None, "detector") for r in g.records)
+    assert all(r.score == pytest.approx(0.9) for r in g.records)
+    # The same image without its annotation gives the same rows and the same cache key.
+    bare = replace(one, items={image.item_id: replace(one.items[image.item_id], images=[replace(image, boxes=[])])})
+    assert gallery_key(bare, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0] == gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0]  # fmt: skip
+
+
+def test_an_image_without_detections_stays_reachable(split, tmp_path):
+    image = split.product_images()[0]
+    one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
+    low = _BoxDetector({(image.height, image.width): []})  # only the 0.1 box, below min_score
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), low, use_cache=False, progress=False)  # fmt: skip
+    assert [(r.box, r.source) for r in g.records] == [((0.0, 0.0, 5.0, 5.0), "detector_low")]
+    assert g.records[0].score == pytest.approx(0.1)
+
+    class Nothing:
+        def detect(self, frames):
+            return [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, np.int64)} for _ in frames]  # fmt: skip
+
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), Nothing(), use_cache=False, progress=False)  # fmt: skip
+    whole = (0.0, 0.0, float(image.width), float(image.height))
+    assert [(r.box, r.source, r.score) for r in g.records] == [(whole, "whole_image", 0.0)]
+
+
+def test_annotated_boxes_need_annotations(split, tmp_path):
+    bare = replace(split, items={k: replace(it, images=[replace(im, annotation_path=None, boxes=[]) for im in it.images]) for k, it in split.items.items()})  # fmt: skip
+    with pytest.raises(ValueError, match="has none .a test split.*gallery.boxes=detector"):
+        build_gallery(bare, fake_extractor(), _cfg(tmp_path), progress=False)
+
+
+def test_detector_rows_with_a_classifier(split, tmp_path):
+    image = split.product_images()[0]
+    one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
+    det = _BoxDetector({(image.height, image.width): [b.xyxy for b in image.boxes]})
     labelled = build_gallery(
         one, fake_extractor(), _cfg(tmp_path, boxes="detector"), det, classify=_Skirts(),
         use_cache=False, progress=False,

@@ -29,7 +29,7 @@ from imagesearch.metrics import (
     topk_item_accuracy,
     voc_ap50,
 )
-from imagesearch.metrics.baselines import oracle_results as perfect_result
+from tests.helpers import perfect_result
 from tests.unit.score_split import build_split
 
 

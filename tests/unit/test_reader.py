@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imagesearch.data.reader import DataError, load_split, split_summary
+from imagesearch.data.reader import DataError, load_split
 from imagesearch.data.records import Box
+from imagesearch.data.summary import split_summary
 from tests.helpers import load_script
 
 IMG_W, IMG_H = 40, 30  # product images
@@ -80,7 +81,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def counts(root: Path, strict: bool = False) -> tuple[int, int, int, int]:
     split = load_split(root, strict=strict)
-    images = split.product_images()
+    images = split.annotated_images()  # what training and scoring see; the gallery keeps every readable file
     frames = [f for v in split.videos.values() for f in v.frames]
     return len(images), sum(len(i.boxes) for i in images), len(frames), sum(len(f.boxes) for f in frames)
 
@@ -247,7 +248,7 @@ def mismatched_id(root: Path) -> Path:
 
 
 # name -> (break the base split and return the file at fault, field, reason fragment, counts left in lenient mode)
-# Base counts: (images, image boxes, frames, frame boxes) = (5, 6, 3, 4).
+# Base counts: (annotated images, image boxes, frames, frame boxes) = (5, 6, 3, 4).
 CASES: dict[str, tuple[Callable[[Path], Path], str, str, tuple[int, int, int, int]]] = {
     "unreadable json": (break_json, "json", "unreadable JSON", (4, 4, 3, 4)),
     "no annotations": (delete_key(img_ann, "annotations"), "annotations", "missing field", (4, 4, 3, 4)),
@@ -377,3 +378,59 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert f"{bad / 'video_annotation' / '000001.json'}: json: unreadable JSON" in capsys.readouterr().err
     assert cli.main([str(bad)]) == 0  # lenient: the file is skipped and reported
     assert "unreadable JSON  1" in capsys.readouterr().out
+
+
+def strip_annotations(root: Path) -> Path:
+    """The competition's test-split layout: the annotation folders removed."""
+    import shutil
+
+    for name in ("image_annotation", "video_annotation"):
+        shutil.rmtree(root / name)
+    return root
+
+
+def test_unannotated_split_reads_its_files(tmp_path: Path) -> None:
+    root = strip_annotations(make_split(tmp_path))
+    write_clip(root / "video" / "000007.mp4", frames=4)  # a video that no annotation ever named
+    split = load_split(root, strict=True)  # nothing is malformed: annotations are simply absent
+    assert not split.annotated and split.skipped == []
+    assert {k: [im.img_name for im in it.images] for k, it in split.items.items()} == {
+        "000001": ["0.jpg", "1.jpg", "10.jpg"],
+        "000002": ["0.jpg", "1.jpg"],
+    }
+    assert all(not im.annotated and im.boxes == [] for im in split.product_images())
+    assert list(split.videos) == ["000001", "000007"]  # 000002 had only an annotation
+    assert [(v.present, v.annotated, v.num_frames, v.frames) for v in split.videos.values()] == [
+        (True, False, CLIP_FRAMES, []),
+        (True, False, 4, []),
+    ]
+    assert split.instance_to_item == {}
+
+
+def test_rejected_annotation_keeps_the_file_for_prediction(tmp_path: Path) -> None:
+    root = make_split(tmp_path)
+    break_json(root)
+    (root / "video_annotation" / "000001.json").write_text("[]", encoding="utf-8")  # not an object
+    split = load_split(root)
+    image = split.items["000001"].images[1]  # break_json breaks 000001/1.json
+    assert (image.img_name, image.annotated, image.boxes) == ("1.jpg", False, [])
+    assert len(split.product_images()) == 5 and len(split.annotated_images()) == 4
+    video = split.videos["000001"]
+    assert (video.present, video.annotated, video.frames) == (True, False, [])
+    assert split.videos["000002"].annotated and split.annotated
+
+
+def test_cli_reports_an_unannotated_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = strip_annotations(make_split(tmp_path))
+    (root / "image" / "000002" / "1.jpg").write_bytes(b"not a jpeg")
+    cli = load_script("inspect_data")
+    assert cli.main([str(root), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["annotated"], summary["items"], summary["product_images"], summary["annotated_images"]) == (
+        False, 2, 4, 0,
+    )  # fmt: skip
+    assert (summary["videos"], summary["videos_present"], summary["annotated_videos"]) == (1, ["000001"], 0)
+    assert summary["unreadable_files"] == [str(root / "image" / "000002" / "1.jpg")]
+    assert cli.main([str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "none (a test split: predict only, no score)" in out and "unreadable files" in out

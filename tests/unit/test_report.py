@@ -4,8 +4,8 @@ without annotations."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +30,16 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     gallery = build_gallery(split, ex, GalleryConfig(cache_dir=str(tmp / "cache")), progress=False)
     traces = Matcher(gallery, ex, MatcherConfig(gt_boxes=True, k=5)).run(split, progress=False)
     metrics, report = compute_metrics(split, traces, results_of(traces), np.array(gallery.item_ids))
-    return tmp, split, gallery, traces, metrics, report
+    return tmp, split, traces, metrics, report
 
 
 @pytest.fixture(scope="module")
 def page(run):
-    tmp, split, gallery, traces, metrics, report = run
+    tmp, split, traces, metrics, report = run
     weights = tmp / "model.pt"
     weights.write_bytes(b"weights")
     provenance = {"config": {"matcher": {"k": 5}}, "models": describe_models({"detector": weights, "unused": ""})}
-    path = write_report(tmp / "eval", split, traces, report, gallery, ReportConfig(gif=True, thumb_side=120), metrics, provenance)  # fmt: skip
+    path = write_report(tmp / "eval", split, traces, report, ReportConfig(gif=True, thumb_side=120), metrics, provenance)
     return path, traces, report
 
 
@@ -98,9 +98,9 @@ def test_one_animated_gif_per_shown_video(page):
 
 
 def test_thumbnails_only_for_the_shown_videos(run):
-    tmp, split, gallery, traces, metrics, report = run
+    tmp, split, traces, metrics, report = run
     out = tmp / "eval_two"
-    path = write_report(out, split, traces, report, gallery, ReportConfig(max_videos=2, thumb_side=80), metrics)
+    path = write_report(out, split, traces, report, ReportConfig(max_videos=2, thumb_side=80), metrics)
     shown = re.findall(r"<h2>video (\w+):", path.read_text(encoding="utf-8"))
     assert len(shown) == 2
     written = {re.match(r"v(\w+)_f\d+\.jpg", p.name).group(1) for p in (out / "img").glob("v*_f*.jpg")}
@@ -111,22 +111,21 @@ def test_thumbnails_only_for_the_shown_videos(run):
     assert "1 better videos not shown" in path.read_text(encoding="utf-8")  # 3 present videos, 2 shown
 
 
-def _unannotated(split):
-    """The same split as a test split would read: no annotated frames (and so no scores)."""
-    videos = {k: dataclasses.replace(v, frames=[]) for k, v in split.videos.items()}
-    return dataclasses.replace(split, videos=videos)
-
-
 def test_split_without_annotations_shows_predictions_only(run):
-    tmp, split, gallery, traces, metrics, _ = run
-    bare = _unannotated(split)
+    tmp, split, traces, metrics, _ = run
+    # The same files without the annotation folders: the split as the competition's test split ships.
+    root = tmp / "test_split"
+    shutil.copytree(split.root, root, ignore=shutil.ignore_patterns("*_annotation"))
+    bare = load_split(root)
+    assert not bare.annotated and all(v.frames == [] for v in bare.videos.values())
     out = tmp / "eval_test"
-    unscored = {"videos": metrics["videos"]}
-    path = write_report(out, bare, traces, None, gallery, ReportConfig(thumb_side=120), unscored)
+    unscored = {"split": str(root), "annotated": False, "videos": metrics["videos"]}
+    path = write_report(out, bare, traces, None, ReportConfig(thumb_side=120), unscored)
     text = path.read_text(encoding="utf-8")
     assert "✓" not in text and "✗" not in text and "<th>S1</th>" not in text and "Where the points go" not in text
     assert 'class="right"' not in text and 'class="wrong"' not in text and "without right / wrong marks" in text
     assert "predicted item wrong" not in text and "right or wrong unknown" in text  # the legend of this page
+    assert "No annotations: predictions only" in text and "not annotated: not scored" in text
     head = re.findall(r"<th>([^<]+)</th>", re.search(r"<table class='sortable'>(.*?)</table>", text).group(1))
     assert head == ["video", "predicted", "frame", "next items", "votes", "distance", "garments"]
     for src in _sources(text):

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesearch.metrics.baselines import oracle_results as perfect_result
-from tests.helpers import load_script
+from tests.helpers import load_script, perfect_result
 from tests.unit.score_split import build_split
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from imagesearch.data import video
-from imagesearch.data.video import VideoError, VideoInfo, probe_video, read_frames
+from imagesearch.data.video import ShortVideoError, VideoError, VideoInfo, probe_video, read_frames
 
 WIDTH, HEIGHT, FRAMES, FPS = 96, 160, 60, 20.0
 BITS = 6  # 2 columns x 3 rows of 48x53 blocks: indices 0..63
@@ -166,3 +166,38 @@ def test_real_clip_seek_equals_sequential_decoding(tianchi_sample: Path) -> None
             np.testing.assert_array_equal(frame, reference[k], err_msg=f"frame {k}, seek_threshold={seek_threshold}")
     # Neighbouring frames differ, so equality above pins the index rather than any similar frame.
     assert not np.array_equal(reference[200], read_frames(path, [201])[0])
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AVI (MJPEG) cut in half: its header still counts FRAMES frames, about half of them decode."""
+    folder = tmp_path_factory.mktemp("short")
+    whole = folder / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    for i in range(FRAMES):
+        writer.write(_frame_for(i))
+    writer.release()
+    path = folder / "short.avi"
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return path
+
+
+def test_short_video_says_how_much_decodes(short_clip: Path) -> None:
+    assert probe_video(short_clip).frames == FRAMES  # the header promises more than the stream holds
+    with pytest.raises(ShortVideoError) as info:
+        read_frames(short_clip, [0, FRAMES - 1])
+    decoded = info.value.decoded
+    assert 0 < decoded < FRAMES
+    assert [decode_index(f) for f in read_frames(short_clip, [0, decoded - 1])] == [0, decoded - 1]
+
+
+def test_a_partly_decodable_video_keeps_the_frames_that_decode(short_clip: Path) -> None:
+    from imagesearch.data.prefetch import FramePlan, decode_video
+    from imagesearch.data.records import Video
+
+    video = Video("000001", short_clip, None, present=True, num_frames=FRAMES)
+    got = decode_video(0, video, FramePlan(count=4))
+    assert got.status == "ok" and "partly decodable" in got.error
+    decoded = FRAMES - got.frames_lost
+    assert 0 < decoded < FRAMES and got.indices == [0, round((decoded - 1) / 3), round(2 * (decoded - 1) / 3), decoded - 1]
+    assert [decode_index(f) for f in got.frame_list()] == got.indices
