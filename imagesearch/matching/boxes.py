@@ -27,9 +27,9 @@ Product-box rules (`ITEM_RULES`):
 Measured once on the demo's generated splits (16 videos each, its own smoke detector, AP@0.5 0.42-0.50;
 `metrics.json` `box_choice` of `evaluate_top20.py`, items unchanged): against "best_match", "best_score"
 raised F1(S3) on all four runs (val / test, annotated / detector gallery boxes: 0.375 -> 0.500,
-0.375 -> 0.500, 0.438 -> 0.500, 0.375 -> 0.688), "consensus" alone was mixed (0.312 to 0.625), and
-"most_matched" made more product boxes right with detector gallery boxes (val 9 -> 10 of 11). Too
-few videos to set a default: it is chosen on real validation folds.
+0.375 -> 0.500, 0.375 -> 0.438, 0.188 -> 0.625), "consensus" alone was mixed (0.250 to 0.500), and
+"most_matched" was mixed too (detector gallery rows carry no instance, so it may name another piece).
+Too few videos to set a default: it is chosen on real validation folds.
 """
 
 from __future__ import annotations
