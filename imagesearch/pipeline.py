@@ -5,7 +5,7 @@ Each stage runs what the stage's own script runs (`run(cfg)` of detector / class
 previous stage:
 
     detector    data.train_roots / data.val_root
-    classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
+    classifier  model.weights          = <detector>/trunk.pth      (the detector's VGG16 trunk)
     embedder    model.init_checkpoint  = <classifier>/best.pt      (the classifier without its FC)
     fusion      features.lbp_weight chosen on the validation split (`tune_fusion_weight`)
     evaluation  detector / classifier / embedder checkpoints, the chosen LBP weight
@@ -24,14 +24,17 @@ detector's script as `train.epochs=1`; `eval.matcher.num_frames=20` to the evalu
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from imagesearch.backbones import TRUNK_FILE
 from imagesearch.config import load_config, write_config
 from imagesearch.io import atomic_write_text
 
@@ -197,37 +200,23 @@ def _run_stage(name: str, folder: Path, argv: list[str], runner: Callable[[list[
     summary["ran"].append(name)
 
 
-# Each runner is what the stage's script does (its `run`); scripts themselves are never imported.
-def _train_detector(argv: list[str]) -> None:
-    from imagesearch.detector.train import DetectorRun, run
-
-    run(load_config(DetectorRun, argv[0], argv[1:]))
-
-
-def _train_classifier(argv: list[str]) -> None:
-    from imagesearch.classifier.train import ClassifierRun, run
-
-    run(load_config(ClassifierRun, argv[0], argv[1:]))  # train, then merge the confused categories
-
-
-def _train_embedder(argv: list[str]) -> None:
-    from imagesearch.embedder.train import EmbedderRun, run
-
-    run(load_config(EmbedderRun, argv[0], argv[1:]))
-
-
-def _evaluate(argv: list[str]) -> None:
-    from imagesearch.evaluation.evaluate import EvalRun, evaluate_split
-
-    evaluate_split(load_config(EvalRun, argv[0], argv[1:]))
-
-
-RUNNERS: dict[str, Callable[[list[str]], None]] = {
-    "detector": _train_detector,
-    "classifier": _train_classifier,
-    "embedder": _train_embedder,
-    "eval": _evaluate,
+# The stages, by the package that exposes each one's `Run` config and `run` (the stage API, see
+# `imagesearch.detector`); imported when run, so that reading this module loads no model code.
+STAGE_PACKAGES = {
+    "detector": "imagesearch.detector",
+    "classifier": "imagesearch.classifier",
+    "embedder": "imagesearch.embedder",
+    "eval": "imagesearch.evaluation",
 }
+
+
+def run_stage_argv(name: str, argv: list[str]) -> Any:
+    """What a stage's script does with `CONFIG key=value ...`: load its `Run` config and `run` it."""
+    package = importlib.import_module(STAGE_PACKAGES[name])
+    return package.run(load_config(package.Run, argv[0], argv[1:]))
+
+
+RUNNERS: dict[str, Callable[[list[str]], Any]] = {name: partial(run_stage_argv, name) for name in STAGE_PACKAGES}
 
 
 def _make_splits(cfg: PipelineRun, out: Path) -> None:
@@ -270,8 +259,8 @@ def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> d
     for name in ("detector", "classifier", "embedder"):
         section: StageSection = getattr(cfg, name)
         argvs[name] = [section.config, *common[name], *section.overrides, *staged.get(name, [])]
-    if cfg.detector.enabled and cfg.classifier.enabled:
-        argvs["classifier"].insert(1, f"model.trunk_checkpoint={det / 'best.pt'}")
+    if cfg.detector.enabled and cfg.classifier.enabled:  # the detector's trunk, as a weights file
+        argvs["classifier"].insert(1, f"model.weights={det / TRUNK_FILE}")
     if cfg.classifier.enabled and cfg.embedder.enabled:
         argvs["embedder"].insert(1, f"model.init_checkpoint={cls / 'best.pt'}")
     return argvs
@@ -307,14 +296,6 @@ def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dic
     return float(result["lbp_weight"])
 
 
-RUN_SCHEMAS = {
-    "detector": ("imagesearch.detector.train", "DetectorRun"),
-    "classifier": ("imagesearch.classifier.train", "ClassifierRun"),
-    "embedder": ("imagesearch.embedder.train", "EmbedderRun"),
-    "eval": ("imagesearch.evaluation.evaluate", "EvalRun"),
-}
-
-
 def _weights_values(tree: Any) -> set[str]:
     """Every value of a key named `weights` in a config dict, at any depth."""
     if isinstance(tree, dict):
@@ -327,8 +308,6 @@ def _weights_values(tree: Any) -> set[str]:
 
 def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
     """Convert the ImageNet VGG16 file when a stage that will run names it and it is missing."""
-    import importlib
-
     from imagesearch.config import config_to_dict
     from imagesearch.weights import ensure_vgg16_weights
 
@@ -338,8 +317,7 @@ def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
     for name, argv in argvs.items():
         if not getattr(cfg, name).enabled:
             continue
-        module, schema = RUN_SCHEMAS[name]
-        stage_cfg = load_config(getattr(importlib.import_module(module), schema), argv[0], argv[1:])
+        stage_cfg = load_config(importlib.import_module(STAGE_PACKAGES[name]).Run, argv[0], argv[1:])
         if any(Path(v) == target for v in _weights_values(config_to_dict(stage_cfg))):
             log.info("pipeline: %s needs %s, which is missing: converting it (offline)", name, target)
             ensure_vgg16_weights(target)
