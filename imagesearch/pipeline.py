@@ -120,6 +120,8 @@ class PipelineRun:
         gt_boxes: evaluate with annotated boxes instead of the detector.
         imagenet_weights: the converted ImageNet VGG16 file (SPEC §5); when a stage's config names it
             (a `weights` key) and it is missing, the pipeline converts it first, offline.
+        cache_dir: where the stages keep decoded frames, trunk views, crops and galleries; "" is
+            `<out_dir>/cache` (runs that share images, such as folds, share one).
     """
 
     out_dir: str = "runs/pipeline"
@@ -128,6 +130,7 @@ class PipelineRun:
     eval_split: str = ""
     gt_boxes: bool = False
     imagenet_weights: str = "data/weights/vgg16_features.pth"
+    cache_dir: str = ""
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
     classifier: StageSection = field(
@@ -244,16 +247,21 @@ def _make_splits(cfg: PipelineRun, out: Path) -> None:
     cfg.train_roots, cfg.val_root, cfg.eval_split = [names["train"]], names["val"], names["test"]
 
 
+def _cache(cfg: PipelineRun) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out_dir) / "cache"
+
+
 def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> dict[str, list[str]]:
     roots = "[" + ",".join(cfg.train_roots) + "]"
+    cache = _cache(cfg)
     det, cls, emb = out / "detector", out / "classifier", out / "embedder"
     common = {
         "detector": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                     f"data.cache_dir={out / 'cache' / 'detector_frames'}", f"train.out_dir={det}"],
+                     f"data.cache_dir={cache / 'detector_frames'}", f"train.out_dir={det}"],
         "classifier": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                       f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={cls}"],
+                       f"data.cache_dir={cache / 'crops'}", f"train.out_dir={cls}"],
         "embedder": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                     f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={emb}"],
+                     f"data.cache_dir={cache / 'crops'}", f"train.out_dir={emb}"],
     }  # fmt: skip
     argvs = {}
     for name in ("detector", "classifier", "embedder"):
@@ -267,7 +275,7 @@ def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> d
 
 
 def _eval_overrides(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> list[str]:
-    argv = [f"gallery.cache_dir={out / 'cache' / 'gallery'}", f"out_dir={out / 'eval'}"]
+    argv = [f"gallery.cache_dir={_cache(cfg) / 'gallery'}", f"out_dir={out / 'eval'}"]
     if cfg.gt_boxes:
         argv += ["matcher.gt_boxes=true", "gallery.boxes=annotated"]
     elif cfg.detector.enabled:
