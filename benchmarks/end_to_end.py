@@ -42,11 +42,12 @@ try:
     from benchmarks import _common
 except ImportError:  # run as a script (python benchmarks/end_to_end.py): its folder is on sys.path
     import _common  # type: ignore[no-redef]
+from imagesearch.config import config_from_dict
 from imagesearch.data.crops import cut_crop
 from imagesearch.data.prefetch import decode_video
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.detector.model import Detector, build_detector, model_config_from_dict
+from imagesearch.detector.model import Detector, DetectorModelConfig, build_detector
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import STAGES, DetectionConfig, Matcher, MatcherConfig
@@ -109,7 +110,7 @@ def _split(args: argparse.Namespace, tmp: Path) -> Split:
 def _parts(args: argparse.Namespace, split: Split) -> tuple[Matcher, Matcher]:
     torch.manual_seed(0)
     model_cfg = yaml.safe_load((REPO / "configs/smoke/detector.yaml").read_text(encoding="utf-8"))["model"]
-    detector = Detector(build_detector(model_config_from_dict(model_cfg)), device=args.device, amp=args.amp)
+    detector = Detector(build_detector(config_from_dict(DetectorModelConfig, model_cfg)), device=args.device, amp=args.amp)
     features = FeatureConfig(
         weights="none", width_mult=args.width, image_size=args.crop_px, batch_size=args.feature_batch,
         device=args.device, amp="bf16" if args.amp else "none",

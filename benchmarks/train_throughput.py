@@ -203,7 +203,7 @@ def _image_batch(n: int, size: int, device: torch.device, channels_last: bool, g
 def _classifier_stage(args: argparse.Namespace, device: torch.device, gen: torch.Generator) -> Stage:
     path = CONFIGS_DIR / CONFIGS[args.smoke]["classifier"]
     run = load_config(ClassifierRun, path)
-    cfg = replace(run.model, weights="none", trunk_checkpoint="")
+    cfg = replace(run.model, weights="none")
     n = args.batch or (2 if args.smoke else run.data.batch_size)
     torch.manual_seed(0)
     rows = [Row("ours (as configured)", build_classifier(cfg), classifier_forward)]
@@ -231,7 +231,7 @@ def triplet_batch(triplets: int, size: int, device: torch.device, channels_last:
 def _embedder_stage(args: argparse.Namespace, device: torch.device, gen: torch.Generator) -> Stage:
     path = CONFIGS_DIR / CONFIGS[args.smoke]["embedder"]
     run = load_config(EmbedderRun, path)
-    classifier = replace(run.model.classifier, weights="none", trunk_checkpoint="")
+    classifier = replace(run.model.classifier, weights="none")
     cfg = replace(run.model, init_checkpoint="", classifier=classifier)  # random weights, the config's layout
     triplets = max(1, round(args.batch / 3)) if args.batch else (1 if args.smoke else run.data.batch_size)
     torch.manual_seed(0)

@@ -38,6 +38,9 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs, make_layers
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+# The file a trained detector writes beside best.pt: its VGG16 trunk in `vgg16().features` layout, which the
+# stages that start from the detector's trunk read as `weights` (weights pass between stages as files).
+TRUNK_FILE = "trunk.pth"
 VGG16_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 VGG16_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 

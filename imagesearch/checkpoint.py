@@ -12,9 +12,10 @@ import json
 import math
 import random
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +23,8 @@ import torch.distributed as dist
 
 from imagesearch.distributed import get_rank, get_world_size, is_dist_initialized, unwrap_model
 from imagesearch.io import atomic_write, atomic_write_text
+
+C = TypeVar("C")
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -64,6 +67,57 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise RuntimeError(f"{path}: a checkpoint must hold a dict, got {type(state).__name__}")
     return state
+
+
+M = TypeVar("M")
+
+
+def load_model(
+    path: str | Path,
+    schema: type[C],
+    build: Callable[[C], M],
+    offline: Callable[[C], C] = lambda cfg: cfg,
+    state_prefix: str = "",
+    map_location: str | torch.device = "cpu",
+) -> tuple[M, C]:
+    """The one way a trained stage comes back from its checkpoint: config, build, weights, eval mode.
+
+    The architecture comes from the checkpoint's stored `config["model"]` (read into `schema`, unknown keys an
+    error); `offline` turns it into the config to build with, with no weights file or input checkpoint to read
+    (the trained weights replace them); the state dict is then loaded strictly.
+
+    Args:
+        path: a checkpoint written by a training run (`last.pt`, `best.pt`).
+        schema: the stage's model config dataclass.
+        build: the stage's `build_model`.
+        offline: the stored config -> the config to build with (e.g. `weights: none`).
+        state_prefix: when some state keys start with it, keep only those, stripped (e.g. "embedder." of a
+            model trained inside a loss wrapper, whose loss keys are dropped); "" keeps all.
+        map_location: where tensors go before the caller moves the model.
+
+    Returns:
+        (the model in eval mode, its config as stored).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: no usable model config, or weights that do not fit it; the message names the file.
+    """
+    from imagesearch.config import config_from_dict
+
+    ckpt = load_checkpoint(path, map_location=map_location)
+    stored = (ckpt.get("config") or {}).get("model") if isinstance(ckpt.get("config"), dict) else None
+    if stored is None or "model" not in ckpt:
+        raise ValueError(f"{path}: not a training checkpoint of this stage (no config['model'] and model)")
+    cfg = config_from_dict(schema, stored, where=f"{path}: config['model']")
+    model = build(offline(cfg))
+    state = ckpt["model"]
+    if state_prefix and any(k.startswith(state_prefix) for k in state):
+        state = {k[len(state_prefix) :]: v for k, v in state.items() if k.startswith(state_prefix)}
+    try:
+        model.load_state_dict(state)  # type: ignore[attr-defined]
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: the weights do not fit the stored {schema.__name__}: {exc}") from exc
+    return model.eval(), cfg  # type: ignore[attr-defined]
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -67,6 +67,23 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         raise ConfigError(f"{where}: cannot read config: {exc}") from exc
 
 
+def config_from_dict(schema: type[T], values: Any, where: str = "<dict>") -> T:
+    """A config dataclass from a stored plain dict (a checkpoint's `config["model"]`): the schema's defaults
+    for missing keys, nested dataclasses rebuilt, unknown keys and wrong types an error naming the key.
+
+    Raises:
+        ConfigError: `values` is not a mapping, or does not fit `schema`.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping for {schema.__name__}, got {type(values).__name__}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(values))
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: bad {schema.__name__} key {getattr(exc, 'full_key', None)!r}: {first_line}") from exc
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict (only str/int/float/bool/None/list/dict), safe for `torch.load(weights_only=True)`."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):

@@ -105,6 +105,13 @@ class TrainParts:
         log_visuals: `(writer, epoch) -> None`, called on rank 0 after each evaluation with the run's
             TensorBoard `SummaryWriter` (only when one is open): pictures and other records that are
             not the scalars `evaluate` returns, so that no hook opens a writer of its own.
+        config: the resolved run config `fit` stores in config.yaml and in every checkpoint (a stage may
+            resolve its input config, e.g. make an inherited architecture explicit).
+        best_metric, mode: the metric that picks best.pt and whether higher ("max") or lower is better.
+        after_fit: `(FitResult) -> dict`, run once training is done (e.g. the classifier's category
+            merging, the detector's trunk file); its result is `FitResult.extra`.
+
+    Every stage's `build_parts(run_config)` returns one of these, and its `run` is `train_stage` of it.
     """
 
     model: nn.Module
@@ -113,6 +120,10 @@ class TrainParts:
     evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None
     params: list[nn.Parameter] | list[dict] | None = None
     log_visuals: Callable[[Any, int], None] | None = None
+    config: Any = None
+    best_metric: str = "train/loss"
+    mode: str = "min"
+    after_fit: Callable[[FitResult], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -129,6 +140,17 @@ class FitResult:
     metrics_path: Path
     config_path: Path
     epochs_trained: int  # in this call (0 when a resume found the run complete)
+    extra: dict[str, Any] = field(default_factory=dict)  # what `TrainParts.after_fit` returned
+
+
+def train_stage(parts: TrainParts) -> FitResult:
+    """A stage's whole training run: `fit` with the parts' run config (its `optim` and `train` sections) and
+    best metric, then `parts.after_fit`."""
+    cfg = parts.config
+    result = fit(parts, cfg.optim, cfg.train, cfg, best_metric=parts.best_metric, mode=parts.mode)
+    if parts.after_fit is not None and is_main_process():
+        result.extra = parts.after_fit(result)
+    return result
 
 
 def build_optimizer(params: Iterable, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -41,6 +41,7 @@ __all__ = ["run_folds"]
 def _fold_cfg(cfg: PipelineRun, out: Path, train: list[str], eval_split: str, evaluate: bool) -> PipelineRun:
     return dataclasses.replace(
         cfg, out_dir=str(out), train_roots=train, val_root="", eval_split=eval_split,
+        cache_dir=cfg.cache_dir or str(Path(cfg.out_dir) / "cache"),  # one cache for every fold: shared images
         folds=dataclasses.replace(cfg.folds, source=""), fusion=dataclasses.replace(cfg.fusion, tune=False),
         eval=dataclasses.replace(cfg.eval, enabled=evaluate),
     )  # fmt: skip
@@ -52,7 +53,7 @@ def _heldout_ap(cfg: PipelineRun, fold: Fold, out: Path, staged: dict[str, list[
 
     folder = out / "heldout"
     argv = [cfg.detector.config, *cfg.detector.overrides, *staged.get("detector", []),
-            f"data.val_root={fold.heldout}", "data.val_budget=0", f"data.cache_dir={Path(cfg.out_dir) / 'cache' / 'detector_frames'}",
+            f"data.val_root={fold.heldout}", "data.val_budget=0", f"data.cache_dir={Path(cfg.cache_dir) / 'detector_frames'}",
             f"checkpoint={_checkpoint(out / 'detector')}"]  # fmt: skip
 
     def runner(args: list[str]) -> None:

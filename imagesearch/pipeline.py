@@ -5,7 +5,7 @@ Each stage runs what the stage's own script runs (`run(cfg)` of detector / class
 previous stage:
 
     detector    data.train_roots / data.val_root
-    classifier  model.trunk_checkpoint = <detector>/best.pt        (the detector's VGG16 trunk)
+    classifier  model.weights          = <detector>/trunk.pth      (the detector's VGG16 trunk)
     embedder    model.init_checkpoint  = <classifier>/best.pt      (the classifier without its FC)
     fusion      features.lbp_weight chosen on the validation split (`tune_fusion_weight`)
     evaluation  detector / classifier / embedder checkpoints, the chosen LBP weight
@@ -24,14 +24,17 @@ detector's script as `train.epochs=1`; `eval.matcher.num_frames=20` to the evalu
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from imagesearch.backbones import TRUNK_FILE
 from imagesearch.config import load_config, write_config
 from imagesearch.io import atomic_write_text
 
@@ -117,6 +120,8 @@ class PipelineRun:
         gt_boxes: evaluate with annotated boxes instead of the detector.
         imagenet_weights: the converted ImageNet VGG16 file (SPEC §5); when a stage's config names it
             (a `weights` key) and it is missing, the pipeline converts it first, offline.
+        cache_dir: where the stages keep decoded frames, trunk views, crops and galleries; "" is
+            `<out_dir>/cache` (runs that share images, such as folds, share one).
     """
 
     out_dir: str = "runs/pipeline"
@@ -125,6 +130,7 @@ class PipelineRun:
     eval_split: str = ""
     gt_boxes: bool = False
     imagenet_weights: str = "data/weights/vgg16_features.pth"
+    cache_dir: str = ""
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
     classifier: StageSection = field(
@@ -197,37 +203,23 @@ def _run_stage(name: str, folder: Path, argv: list[str], runner: Callable[[list[
     summary["ran"].append(name)
 
 
-# Each runner is what the stage's script does (its `run`); scripts themselves are never imported.
-def _train_detector(argv: list[str]) -> None:
-    from imagesearch.detector.train import DetectorRun, run
-
-    run(load_config(DetectorRun, argv[0], argv[1:]))
-
-
-def _train_classifier(argv: list[str]) -> None:
-    from imagesearch.classifier.train import ClassifierRun, run
-
-    run(load_config(ClassifierRun, argv[0], argv[1:]))  # train, then merge the confused categories
-
-
-def _train_embedder(argv: list[str]) -> None:
-    from imagesearch.embedder.train import EmbedderRun, run
-
-    run(load_config(EmbedderRun, argv[0], argv[1:]))
-
-
-def _evaluate(argv: list[str]) -> None:
-    from imagesearch.evaluation.evaluate import EvalRun, evaluate_split
-
-    evaluate_split(load_config(EvalRun, argv[0], argv[1:]))
-
-
-RUNNERS: dict[str, Callable[[list[str]], None]] = {
-    "detector": _train_detector,
-    "classifier": _train_classifier,
-    "embedder": _train_embedder,
-    "eval": _evaluate,
+# The stages, by the package that exposes each one's `Run` config and `run` (the stage API, see
+# `imagesearch.detector`); imported when run, so that reading this module loads no model code.
+STAGE_PACKAGES = {
+    "detector": "imagesearch.detector",
+    "classifier": "imagesearch.classifier",
+    "embedder": "imagesearch.embedder",
+    "eval": "imagesearch.evaluation",
 }
+
+
+def run_stage_argv(name: str, argv: list[str]) -> Any:
+    """What a stage's script does with `CONFIG key=value ...`: load its `Run` config and `run` it."""
+    package = importlib.import_module(STAGE_PACKAGES[name])
+    return package.run(load_config(package.Run, argv[0], argv[1:]))
+
+
+RUNNERS: dict[str, Callable[[list[str]], Any]] = {name: partial(run_stage_argv, name) for name in STAGE_PACKAGES}
 
 
 def _make_splits(cfg: PipelineRun, out: Path) -> None:
@@ -255,30 +247,35 @@ def _make_splits(cfg: PipelineRun, out: Path) -> None:
     cfg.train_roots, cfg.val_root, cfg.eval_split = [names["train"]], names["val"], names["test"]
 
 
+def _cache(cfg: PipelineRun) -> Path:
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(cfg.out_dir) / "cache"
+
+
 def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> dict[str, list[str]]:
     roots = "[" + ",".join(cfg.train_roots) + "]"
+    cache = _cache(cfg)
     det, cls, emb = out / "detector", out / "classifier", out / "embedder"
     common = {
         "detector": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                     f"data.cache_dir={out / 'cache' / 'detector_frames'}", f"train.out_dir={det}"],
+                     f"data.cache_dir={cache / 'detector_frames'}", f"train.out_dir={det}"],
         "classifier": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                       f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={cls}"],
+                       f"data.cache_dir={cache / 'crops'}", f"train.out_dir={cls}"],
         "embedder": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
-                     f"data.cache_dir={out / 'cache' / 'crops'}", f"train.out_dir={emb}"],
+                     f"data.cache_dir={cache / 'crops'}", f"train.out_dir={emb}"],
     }  # fmt: skip
     argvs = {}
     for name in ("detector", "classifier", "embedder"):
         section: StageSection = getattr(cfg, name)
         argvs[name] = [section.config, *common[name], *section.overrides, *staged.get(name, [])]
-    if cfg.detector.enabled and cfg.classifier.enabled:
-        argvs["classifier"].insert(1, f"model.trunk_checkpoint={det / 'best.pt'}")
+    if cfg.detector.enabled and cfg.classifier.enabled:  # the detector's trunk, as a weights file
+        argvs["classifier"].insert(1, f"model.weights={det / TRUNK_FILE}")
     if cfg.classifier.enabled and cfg.embedder.enabled:
         argvs["embedder"].insert(1, f"model.init_checkpoint={cls / 'best.pt'}")
     return argvs
 
 
 def _eval_overrides(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> list[str]:
-    argv = [f"gallery.cache_dir={out / 'cache' / 'gallery'}", f"out_dir={out / 'eval'}"]
+    argv = [f"gallery.cache_dir={_cache(cfg) / 'gallery'}", f"out_dir={out / 'eval'}"]
     if cfg.gt_boxes:
         argv += ["matcher.gt_boxes=true", "gallery.boxes=annotated"]
     elif cfg.detector.enabled:
@@ -307,14 +304,6 @@ def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dic
     return float(result["lbp_weight"])
 
 
-RUN_SCHEMAS = {
-    "detector": ("imagesearch.detector.train", "DetectorRun"),
-    "classifier": ("imagesearch.classifier.train", "ClassifierRun"),
-    "embedder": ("imagesearch.embedder.train", "EmbedderRun"),
-    "eval": ("imagesearch.evaluation.evaluate", "EvalRun"),
-}
-
-
 def _weights_values(tree: Any) -> set[str]:
     """Every value of a key named `weights` in a config dict, at any depth."""
     if isinstance(tree, dict):
@@ -327,8 +316,6 @@ def _weights_values(tree: Any) -> set[str]:
 
 def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
     """Convert the ImageNet VGG16 file when a stage that will run names it and it is missing."""
-    import importlib
-
     from imagesearch.config import config_to_dict
     from imagesearch.weights import ensure_vgg16_weights
 
@@ -338,8 +325,7 @@ def _ensure_imagenet(cfg: PipelineRun, argvs: dict[str, list[str]]) -> None:
     for name, argv in argvs.items():
         if not getattr(cfg, name).enabled:
             continue
-        module, schema = RUN_SCHEMAS[name]
-        stage_cfg = load_config(getattr(importlib.import_module(module), schema), argv[0], argv[1:])
+        stage_cfg = load_config(importlib.import_module(STAGE_PACKAGES[name]).Run, argv[0], argv[1:])
         if any(Path(v) == target for v in _weights_values(config_to_dict(stage_cfg))):
             log.info("pipeline: %s needs %s, which is missing: converting it (offline)", name, target)
             ensure_vgg16_weights(target)

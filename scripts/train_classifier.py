@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Parse args, train with the engine, merge categories; returns the merging report."""
     parser = add_config_arguments(script_parser(__doc__), ClassifierRun, "optim.lr=0.01 train.epochs=2")
     args = parse_args(parser, argv)
-    _, report = run(load_or_show(parser, ClassifierRun, args))
+    report = run(load_or_show(parser, ClassifierRun, args)).extra["merging"]
     summary = {k: {"acc": report[k]["acc"], "map": report[k]["map"]} for k in ("before", "after")}
     print(json.dumps(summary | {"groups": report["groups"]}, ensure_ascii=False))
     return report

@@ -3,7 +3,7 @@
 Training crops come from one or more training splits, validation crops from a separate split
 (SPEC §3 stage 4). Crops are cut once into a cache (`imagesearch.data.crops.extract_crops`); each
 epoch draws `samples_per_epoch` of them balanced over the 23 categories, with video-frame and
-product-image crops in a fixed ratio (`ClassBalancedSampler`, the sampler the detector uses).
+product-image crops in a fixed ratio (`data.samplers.ClassBalancedSampler`, the detector draws its images by it too).
 Each draw carries an augmentation seed fixed by (train.seed, epoch, draw) (`AugSeedSampler`,
 `SeededCrops`), so two runs with one config see the same augmented crops, whatever the worker count.
 """
@@ -19,7 +19,7 @@ from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Sampler
 from imagesearch.data.augment import crop_transform
 from imagesearch.data.crop_config import CropDataConfig, eval_loader, load_split_crops, train_loader_kwargs, train_roots
 from imagesearch.data.crops import AugSeedSampler, CropDataset, CropRecord, SeededCrops
-from imagesearch.detector.sampler import ClassBalancedSampler
+from imagesearch.data.samplers import ClassBalancedSampler
 
 log = logging.getLogger(__name__)
 

@@ -8,31 +8,25 @@
 
 C = 1536 at full width (6 x 256, the four Inception-C branches). The neck's max-pool stands in for
 the dropped pool5, so Inception-C runs at stride 32 (7x7 at 224 input, as Inception-v4 runs it at 8x8).
-The trunk is initialised from ImageNet VGG16 (`weights`) or from a detector checkpoint's backbone
-(`trunk_checkpoint`), and frozen by default (`backbones.freeze_module`: no gradients, BatchNorm
-running statistics fixed even in train mode).
+The trunk is initialised from `weights`: the converted ImageNet VGG16, or the trunk file a trained
+detector writes (`<detector run>/trunk.pth`, the same torchvision layout), and frozen by default
+(`backbones.freeze_module`: no gradients, BatchNorm running statistics fixed even in train mode).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imagesearch.backbones import (
-    WeightsError,
     build_vgg16_features,
-    conv_indices,
     freeze_module,
-    load_vgg16_state_dict,
     trunk_to_conv5_3,
 )
-from imagesearch.checkpoint import load_checkpoint
 from imagesearch.features.pooling import build_pool
 
 
@@ -42,10 +36,9 @@ class ClassifierModelConfig:
 
     Attributes:
         weights: VGG16 trunk init: "none", a torchvision enum name ("VGG16_Weights.IMAGENET1K_FEATURES",
-            downloads) or a local weights file (see `imagesearch.backbones`).
-        trunk_checkpoint: a detector checkpoint whose backbone VGG16 conv weights initialise the trunk
-            (applied after `weights`); "" or "none" for none. The trunk's BatchNorm layers stay freshly
-            initialised.
+            downloads) or a local weights file in torchvision's layout (see `imagesearch.backbones`): the
+            converted ImageNet VGG16, or a trained detector's `trunk.pth`. Plain VGG16 convs load into the
+            VGG16-BN trunk conv by conv; its BatchNorm layers then keep their fresh init.
         width_mult: trunk width multiplier (tiny smoke models; 1.0 with real weights).
         inception_width_mult: scales the neck and every Inception-C width (256, 384, 448, 512).
         num_blocks: Inception-C blocks (3 in the paper and in ImageSearchV2).
@@ -58,7 +51,6 @@ class ClassifierModelConfig:
     """
 
     weights: str = "none"
-    trunk_checkpoint: str = ""
     width_mult: float = 1.0
     inception_width_mult: float = 1.0
     num_blocks: int = 3
@@ -185,142 +177,26 @@ def classification_loss(model: nn.Module, images: Tensor, targets: Tensor) -> di
 
 
 def build_classifier(cfg: ClassifierModelConfig) -> Classifier:
-    """Build the classifier, initialise its trunk (`weights`, then `trunk_checkpoint`) and freeze it.
+    """Build the classifier, initialise its trunk from `weights` and freeze it.
 
     Raises:
-        FileNotFoundError: a weights file or `trunk_checkpoint` that does not exist.
-        WeightsError: a checkpoint whose backbone convs do not fit the trunk (named in the message).
+        FileNotFoundError: a weights file that does not exist.
+        WeightsError: a weights file that does not fit the trunk (named in the message).
     """
     if cfg.num_blocks < 0 or cfg.num_classes < 1:
         raise ValueError(f"model: num_blocks ({cfg.num_blocks}) must be >= 0 and num_classes ({cfg.num_classes}) >= 1")
-    features = build_vgg16_features(cfg.weights, batch_norm=True, width_mult=cfg.width_mult)
-    if cfg.trunk_checkpoint and cfg.trunk_checkpoint.lower() != "none":
-        path = Path(cfg.trunk_checkpoint)
-        ckpt = load_checkpoint(path)
-        state = ckpt.get("model", ckpt)
-        load_vgg16_state_dict(features, detector_trunk_state(state, features, str(path)), str(path))
-    trunk = trunk_to_conv5_3(features)
+    trunk = trunk_to_conv5_3(build_vgg16_features(cfg.weights, batch_norm=True, width_mult=cfg.width_mult))
     if cfg.freeze_trunk:
         freeze_module(trunk)
     return Classifier(trunk, cfg)
 
 
-def detector_trunk_state(state: Mapping[str, Any], features: nn.Sequential, where: str) -> dict[str, Tensor]:
-    """Find a detector's 13 VGG16 convs in its state dict, as a plain `vgg16().features` state dict.
-
-    The detector keeps its VGG convs in module order but under its own names (torchvision's SSD puts
-    conv1_1..conv4_3 in `backbone.features.*` and conv5_x in `backbone.extra.0.*`), so they are matched
-    by order and shape rather than by name: walking the state dict in order (only the keys under
-    "backbone." when there are any), the k-th conv kernel whose shape equals the k-th trunk conv's, with a
-    bias of the right shape, is taken as conv k. Later convs (SSD's conv6/conv7, extras, heads) come
-    after conv5_3 and are never reached.
-
-    Args:
-        state: the detector's model state dict.
-        features: the VGG16(-BN) trunk to fill, for the expected shapes.
-        where: the file name, for errors.
-
-    When the trunk is VGG16-BN and the detector has a BatchNorm after every one of those convs (a
-    detector built with `trunk_batch_norm`), those BatchNorms' weights and running statistics come too,
-    in the trunk's own (BN) layout; otherwise only the convs, in the plain layout.
-
-    Returns:
-        {"0.weight", "0.bias", "2.weight", ..., "28.bias"}: the plain VGG16 layout; or the VGG16-BN
-        layout {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", ...}.
-
-    Raises:
-        WeightsError: fewer than 13 matching convs were found.
-    """
-    convs = [features[i] for i in conv_indices(features)]
-    keys = [k for k in state if k.startswith("backbone.")] or list(state)
-    found: list[tuple[Tensor, Tensor]] = []
-    norms: list[str | None] = []  # per found conv: the prefix of the BatchNorm right after it, if any
-    for key in keys:
-        value = state[key]
-        if norms and norms[-1] is None and key.endswith(".running_mean") and isinstance(value, Tensor):
-            prefix = key[: -len("running_mean")]
-            if tuple(value.shape) == (convs[len(found) - 1].out_channels,) and all(
-                prefix + name in state for name in ("weight", "bias", "running_var")
-            ):
-                norms[-1] = prefix
-            continue
-        if len(found) == len(convs):
-            if isinstance(value, Tensor) and value.ndim == 4:
-                break  # the next conv: conv5_3's BatchNorm, if any, came before it
-            continue
-        want = convs[len(found)]
-        bias = state.get(key[: -len("weight")] + "bias") if key.endswith(".weight") else None
-        if (
-            isinstance(value, Tensor)
-            and tuple(value.shape) == tuple(want.weight.shape)
-            and isinstance(bias, Tensor)
-            and tuple(bias.shape) == (want.out_channels,)
-        ):
-            found.append((value, bias))
-            norms.append(None)
-    if len(found) != len(convs):
-        shapes = [tuple(c.weight.shape) for c in convs]
-        raise WeightsError(
-            f"{where}: found only {len(found)} of the {len(convs)} VGG16 convs of the trunk in the detector's "
-            f"state dict (expected kernels {shapes[len(found)]} and on, in order); is it a VGG16 SSD of the same width?"
-        )
-    out: dict[str, Tensor] = {}
-    trunk_bn = all(isinstance(features[i + 1], nn.BatchNorm2d) for i in conv_indices(features))
-    if trunk_bn and all(prefix is not None for prefix in norms):
-        # A VGG16-BN detector (`model.trunk_batch_norm`): its BatchNorm weights and running statistics
-        # belong with its convs; convs without them would see activations on another scale.
-        for i, (weight, bias), prefix in zip(conv_indices(features), found, norms, strict=True):
-            out[f"{i}.weight"], out[f"{i}.bias"] = weight, bias
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                out[f"{i + 1}.{name}"] = state[f"{prefix}{name}"]
-        return out
-    plain_positions = _plain_conv_positions(features)
-    for pos, (weight, bias) in zip(plain_positions, found, strict=True):
-        out[f"{pos}.weight"], out[f"{pos}.bias"] = weight, bias
-    return out
-
-
-def _plain_conv_positions(features: nn.Sequential) -> list[int]:
-    # Positions of the convs in the plain (no-BN) layout: conv, ReLU per layer, one MaxPool per block.
-    positions, i = [], 0
-    for m in features:
-        if isinstance(m, nn.Conv2d):
-            positions.append(i)
-            i += 2
-        elif isinstance(m, nn.MaxPool2d):
-            i += 1
-    return positions
-
-
-def model_config_from_dict(d: Mapping[str, Any]) -> ClassifierModelConfig:
-    """A `ClassifierModelConfig` from a stored dict (a checkpoint's `config["model"]`); unknown keys fail."""
-    names = {f.name for f in fields(ClassifierModelConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"classifier model config: unknown keys {unknown}")
-    return ClassifierModelConfig(**dict(d))
-
-
 def load_classifier(
     checkpoint_path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[Classifier, ClassifierModelConfig]:
-    """Rebuild a trained classifier from a checkpoint written by `scripts/train_classifier.py`.
+    """A trained classifier from a checkpoint of `scripts/train_classifier.py` (`checkpoint.load_model`), in eval
+    mode, with its stored config; no weights file is read (the trained weights replace any init)."""
+    from imagesearch.checkpoint import load_model
 
-    The architecture comes from the checkpoint's stored config (`config["model"]`); no weights file
-    is read (the trained weights replace any init). The model is returned in eval mode.
-
-    Returns:
-        (the classifier, its model config as stored).
-    """
-    ckpt = load_checkpoint(checkpoint_path, map_location=map_location)
-    try:
-        cfg = model_config_from_dict(ckpt["config"]["model"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{checkpoint_path}: no classifier config under config['model']") from exc
-    build_cfg = ClassifierModelConfig(**{**cfg.__dict__, "weights": "none", "trunk_checkpoint": ""})
-    model = build_classifier(build_cfg)
-    try:
-        model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
-        raise ValueError(f"{checkpoint_path}: model weights do not fit the stored config: {exc}") from exc
-    return model.eval(), cfg
+    offline = lambda cfg: replace(cfg, weights="none")  # noqa: E731
+    return load_model(checkpoint_path, ClassifierModelConfig, build_classifier, offline, map_location=map_location)

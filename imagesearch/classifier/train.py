@@ -38,7 +38,7 @@ from imagesearch.classifier.merging import (
 from imagesearch.classifier.model import ClassifierModelConfig, build_classifier, classification_loss, load_classifier
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
 from imagesearch.io import atomic_write, atomic_write_text
 from imagesearch.metrics.classification import classification_metrics, softmax
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
@@ -165,13 +165,10 @@ class Evaluator:
             writer.add_image("val/confusion", render_confusion(self.confusion), epoch, dataformats="HWC")
 
 
-def build_parts(run: ClassifierRun) -> tuple[TrainParts, Evaluator]:
-    """Model, data and hooks of a classifier run.
-
-    Returns:
-        (the engine's TrainParts, the Evaluator (also `parts.evaluate`), whose `loader` is the
-        validation loader that `run_merging` reuses).
-    """
+def build_parts(run: ClassifierRun) -> TrainParts:
+    """Everything `engine.train_stage` needs: model, data, the evaluator (val/map picks best.pt; its
+    confusion picture goes to TensorBoard) and, after training, the category merging of `run_merging`
+    on the same validation loader (`FitResult.extra["merging"]`)."""
     if run.model.num_classes != len(CATEGORIES):
         raise ValueError(f"model.num_classes is {run.model.num_classes}; the crops carry {len(CATEGORIES)} categories")
     seed_everything(run.train.seed, run.train.deterministic)  # the model's init depends on it
@@ -182,10 +179,15 @@ def build_parts(run: ClassifierRun) -> tuple[TrainParts, Evaluator]:
     log.info("classifier: %d trainable / %d parameters, %d train crops, %d val crops",
              n_train, sum(p.numel() for p in model.parameters()), len(train_ds), len(val_ds))  # fmt: skip
     evaluator = Evaluator(val_loader, run.train.out_dir, CATEGORIES, run.train.progress)
-    parts = TrainParts(
-        model, train_loader, forward=classifier_forward, evaluate=evaluator, log_visuals=evaluator.log_visuals
-    )
-    return parts, evaluator
+
+    def merge(result: FitResult) -> dict[str, Any]:
+        checkpoint = result.best_checkpoint or result.last_checkpoint
+        return {"merging": run_merging(checkpoint, val_loader, run.merge, run.train.device, run.train.progress)}
+
+    return TrainParts(
+        model, train_loader, forward=classifier_forward, evaluate=evaluator, log_visuals=evaluator.log_visuals,
+        config=run, best_metric=BEST_METRIC, mode="max", after_fit=merge,
+    )  # fmt: skip
 
 
 def run_merging(
@@ -236,18 +238,14 @@ def run_merging(
     return report
 
 
-def run(cfg: ClassifierRun) -> tuple[FitResult, dict[str, Any]]:
-    """Train the classifier with the engine, then merge its confused categories (`run_merging`).
+def run(cfg: ClassifierRun) -> FitResult:
+    """Train the classifier, then merge its confused categories: `train_stage` of `build_parts`.
 
     What `scripts/train_classifier.py` and the pipeline's classifier stage do. Writes to
     `cfg.train.out_dir` (config.yaml, metrics.jsonl, confusion/, last.pt, best.pt by val/map, then
     merge_map.json and merging.json) and resumes from its last.pt.
 
     Returns:
-        (the engine's `FitResult`, the merging report written to merging.json).
+        The engine's `FitResult`; `extra["merging"]` is the report written to merging.json.
     """
-    parts, evaluator = build_parts(cfg)
-    result = fit(parts, cfg.optim, cfg.train, cfg, best_metric=BEST_METRIC, mode="max")
-    checkpoint = result.best_checkpoint or result.last_checkpoint
-    report = run_merging(checkpoint, evaluator.loader, cfg.merge, cfg.train.device, cfg.train.progress)
-    return result, report
+    return train_stage(build_parts(cfg))

@@ -15,7 +15,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,16 @@ class SSDVGG16Backbone(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         return self.from_trunk(*self.trunk(x))
 
+    def trunk_state_dict(self) -> dict[str, Tensor]:
+        """The VGG16 trunk's weights in torchvision's `vgg16().features` layout (`vgg16_bn()` for a BN trunk):
+        what the detector hands to the stages that start from its trunk (`trunk.pth`, read as `weights`)."""
+        cut = len(self.features)
+        state = {k: v.detach().clone() for k, v in self.features.state_dict().items()}
+        for key, value in self.extra[0][: self.n_conv5].state_dict().items():
+            index, name = key.split(".", 1)
+            state[f"{cut + int(index)}.{name}"] = value.detach().clone()
+        return state
+
 
 def build_anchor_generator(feature_sizes: Sequence[int], scales: Sequence[float] = ()) -> DefaultBoxGenerator:
     """SSD default boxes for K feature maps, from SSD300's scheme.
@@ -292,13 +302,15 @@ def build_detector(cfg: DetectorModelConfig) -> SSD:
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
-def model_config_from_dict(values: dict[str, Any]) -> DetectorModelConfig:
-    """A `DetectorModelConfig` from a checkpoint's stored dict (unknown keys are an error)."""
-    known = {f.name for f in fields(DetectorModelConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"checkpoint model config has unknown keys {unknown}")
-    return DetectorModelConfig(**values)
+def load_detector(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[SSD, DetectorModelConfig]:
+    """A trained detector from its checkpoint (`checkpoint.load_model`), in eval mode, with its stored config.
+
+    The checkpoint holds every weight: the trunk file is never read again, and freezing is moot at inference.
+    """
+    from imagesearch.checkpoint import load_model
+
+    offline = lambda cfg: replace(cfg, weights="none", freeze_blocks=0)  # noqa: E731
+    return load_model(path, DetectorModelConfig, build_detector, offline, map_location=map_location)
 
 
 class Detector:
@@ -332,18 +344,8 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", amp: bool = False) -> Detector:
-        """Load a training checkpoint (`last.pt` / `best.pt`) holding "model" and "config" (with "model")."""
-        from imagesearch.checkpoint import load_checkpoint
-
-        state = load_checkpoint(path)
-        try:
-            cfg = model_config_from_dict(dict(state["config"]["model"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: no usable detector model config in the checkpoint: {exc}") from exc
-        # The checkpoint holds every weight: never re-read the trunk file; freezing is moot at inference.
-        cfg.weights, cfg.freeze_blocks = "none", 0
-        model = build_detector(cfg)
-        model.load_state_dict(state["model"])
+        """Load a training checkpoint (`last.pt` / `best.pt`) through `load_detector`."""
+        model, cfg = load_detector(path)
         return cls(model, cfg.classes, device, amp)
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> Tensor:

@@ -12,18 +12,20 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from imagesearch.backbones import TRUNK_FILE
 from imagesearch.data.augment import AugmentConfig, detection_transform
 from imagesearch.data.reader import load_split
+from imagesearch.data.samplers import ClassBalancedSampler
 from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
-from imagesearch.detector.sampler import ClassBalancedSampler
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
 from imagesearch.metrics.detection import voc_ap50
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
@@ -196,10 +198,32 @@ def _cached_loader(cfg: DetectorRun, model: nn.Module, train_set: DetectionDatas
     )  # fmt: skip
 
 
+def write_trunk(result: FitResult) -> dict[str, Any]:
+    """`after_fit`: the trained detector's VGG16 trunk as `trunk.pth` beside best.pt, in torchvision's
+    `vgg16().features` layout, for the stages that start from it (their `model.weights`)."""
+    from imagesearch.detector.model import load_detector
+    from imagesearch.io import atomic_write
+
+    source = result.best_checkpoint or result.last_checkpoint
+    model, _ = load_detector(source)
+    path = result.out_dir / TRUNK_FILE
+    atomic_write(path, lambda tmp: torch.save(model.backbone.trunk_state_dict(), tmp))
+    log.info("detector: trunk of %s written to %s", source.name, path)
+    return {"trunk": str(path)}
+
+
 def build_parts(cfg: DetectorRun) -> TrainParts:
-    """Model, class-balanced train loader, forward and evaluate hooks for `engine.fit`."""
+    """Everything `engine.train_stage` needs: model, class-balanced train loader, forward and evaluate hooks,
+    best.pt's metric (val/ap50, or train/loss without a validation split) and the trunk file after training.
+
+    AMP is turned off (with a note on stderr) off CUDA; the run is seeded before the model is built.
+    """
     from imagesearch.detector.cached import cached_forward
 
+    if cfg.train.amp and resolve_device(cfg.train.device).type != "cuda":
+        print("train.amp: AMP is for CUDA; training in float32 on this device", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, amp=False))
+    seed_everything(cfg.train.seed, cfg.train.deterministic)  # the model's random init depends on it
     if not 0.0 <= cfg.data.frames_ratio <= 1.0:
         raise ValueError(f"data.frames_ratio must be in [0, 1], got {cfg.data.frames_ratio}")
     train_set, val_set = build_datasets(cfg)
@@ -226,8 +250,9 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
             worker_init_fn=seed_worker_transform,
             **common,
         )
+    common_parts = {"config": cfg, "after_fit": write_trunk}
     if val_set is None:
-        return TrainParts(model=model, train_loader=train_loader, forward=forward)
+        return TrainParts(model=model, train_loader=train_loader, forward=forward, **common_parts)
     val_loader = DataLoader(val_set, batch_size=cfg.data.batch_size, shuffle=False, **common)  # fixed order
     progress = cfg.train.progress
     sources = [sample.source for sample in val_set.samples]
@@ -235,26 +260,21 @@ def build_parts(cfg: DetectorRun) -> TrainParts:
     def run_eval(model: nn.Module, epoch: int) -> dict[str, float]:
         return evaluate(model, val_loader, progress, sources)
 
-    return TrainParts(model=model, train_loader=train_loader, forward=forward, evaluate=run_eval)
+    return TrainParts(
+        model=model, train_loader=train_loader, forward=forward, evaluate=run_eval, best_metric=BEST_METRIC,
+        mode="max", **common_parts,
+    )  # fmt: skip
 
 
 def run(cfg: DetectorRun) -> FitResult:
-    """Train the detector with the engine (`scripts/train_detector.py`, the pipeline's detector stage).
-
-    AMP is turned off (with a note on stderr) off CUDA; the run is seeded before the model is built.
-    Writes to `cfg.train.out_dir` (config.yaml, metrics.jsonl, last.pt, best.pt by val/ap50, or by
-    train/loss without a validation split, ...)
+    """Train the detector (`scripts/train_detector.py`, the pipeline's detector stage): `train_stage` of
+    `build_parts`. Writes to `cfg.train.out_dir` (config.yaml, metrics.jsonl, last.pt, best.pt, trunk.pth)
     and resumes from its last.pt.
 
     Returns:
-        The engine's `FitResult`.
+        The engine's `FitResult` (`extra["trunk"]`: the trunk file).
     """
-    if cfg.train.amp and resolve_device(cfg.train.device).type != "cuda":
-        print("train.amp: AMP is for CUDA; training in float32 on this device", file=sys.stderr)
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, amp=False))
-    seed_everything(cfg.train.seed, cfg.train.deterministic)  # the model's random init depends on it
-    best, mode = (BEST_METRIC, "max") if cfg.data.val_root else ("train/loss", "min")
-    return fit(build_parts(cfg), cfg.optim, cfg.train, cfg, best_metric=best, mode=mode)
+    return train_stage(build_parts(cfg))
 
 
 def predict_checkpoint(cfg: DetectorRun, checkpoint: str | Path) -> tuple[list[dict], list[dict], list[str]]:

@@ -9,7 +9,7 @@
 Backbones:
   * "vgg16_inception" (default): the classifier (VGG16-BN trunk, 1x1 neck, Inception-C blocks) without
     its FC layer, initialised from a classifier checkpoint (`init_checkpoint`), or built from
-    `classifier` (its trunk initialised from `classifier.weights` / `classifier.trunk_checkpoint`).
+    `classifier` (its trunk initialised from `classifier.weights`).
   * "torchvision:<name>", e.g. "torchvision:resnet50": any torchvision classification network whose
     head can be cut (ResNet/ResNeXt/Wide-ResNet/RegNet: everything before `avgpool`; VGG, EfficientNet,
     MobileNet, ConvNeXt, DenseNet: `features`), weights from `weights`. `neck` and `blocks` are then identities.
@@ -22,11 +22,10 @@ own `freeze_trunk` is not used here.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,9 @@ import torchvision
 from torch import Tensor, nn
 
 from imagesearch.backbones import freeze_module
-from imagesearch.checkpoint import load_checkpoint
+from imagesearch.checkpoint import load_checkpoint, load_model
 from imagesearch.classifier.model import ClassifierModelConfig, build_classifier
-from imagesearch.classifier.model import model_config_from_dict as classifier_config_from_dict
+from imagesearch.config import config_from_dict
 from imagesearch.data.augment import crop_transform
 from imagesearch.features.pooling import build_pool
 
@@ -153,7 +152,7 @@ def _classifier_init(cfg: EmbedderModelConfig) -> tuple[EmbedderModelConfig, dic
     """The config with the architecture made explicit, and the classifier weights to start from (or None).
 
     With `init_checkpoint`, `classifier` becomes the checkpoint's stored classifier config, with
-    `weights: none` and no `trunk_checkpoint` since the checkpoint's weights replace those inits. What `fit`
+    `weights: none` since the checkpoint's weights replace that init. What `fit`
     saves is this resolved config, so `load_embedder` needs no other file.
     """
     if not cfg.init_checkpoint:
@@ -162,11 +161,11 @@ def _classifier_init(cfg: EmbedderModelConfig) -> tuple[EmbedderModelConfig, dic
         raise ValueError(f"model.init_checkpoint needs backbone {DEFAULT_BACKBONE!r}, got {cfg.backbone!r}")
     ckpt = load_checkpoint(cfg.init_checkpoint)
     try:
-        stored = classifier_config_from_dict(ckpt["config"]["model"])
+        stored = config_from_dict(ClassifierModelConfig, ckpt["config"]["model"], where=f"{cfg.init_checkpoint}: config['model']")
         state = ckpt["model"]
     except (KeyError, TypeError) as exc:
         raise ValueError(f"{cfg.init_checkpoint}: not a classifier checkpoint (config['model'], model)") from exc
-    return replace(cfg, classifier=replace(stored, weights="none", trunk_checkpoint="")), state
+    return replace(cfg, classifier=replace(stored, weights="none")), state
 
 
 def build_embedder(cfg: EmbedderModelConfig) -> Embedder:
@@ -282,20 +281,8 @@ def _freeze_except(module: nn.Module, prefix: str, parts: set[str]) -> None:
             freeze_module(child)
 
 
-def embedder_config_from_dict(d: dict[str, Any]) -> EmbedderModelConfig:
-    """An `EmbedderModelConfig` from a stored dict (a checkpoint's `config["model"]`); unknown keys fail."""
-    names = {f.name for f in fields(EmbedderModelConfig)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ValueError(f"embedder model config: unknown keys {unknown}")
-    values = copy.deepcopy(dict(d))
-    if isinstance(values.get("classifier"), dict):
-        values["classifier"] = classifier_config_from_dict(values["classifier"])
-    return EmbedderModelConfig(**values)
-
-
 def load_embedder(checkpoint_path: str | Path, map_location: str | torch.device = "cpu") -> Embedder:
-    """Rebuild a trained embedder from a checkpoint of `scripts/train_embedder.py`, in eval mode.
+    """A trained embedder from a checkpoint of `scripts/train_embedder.py` (`checkpoint.load_model`), in eval mode.
 
     The architecture comes from the checkpoint's stored (resolved) `config["model"]`; no other file is
     read (`init_checkpoint` and weights files are ignored: the trained weights replace them). The state
@@ -305,20 +292,10 @@ def load_embedder(checkpoint_path: str | Path, map_location: str | torch.device 
     Raises:
         ValueError: no embedder config in the checkpoint, or weights that do not fit it (naming the file).
     """
-    ckpt = load_checkpoint(checkpoint_path, map_location=map_location)
-    try:
-        cfg = embedder_config_from_dict(ckpt["config"]["model"])
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"{checkpoint_path}: no embedder config under config['model']") from exc
-    cfg = replace(
-        cfg, init_checkpoint="", weights="none", classifier=replace(cfg.classifier, weights="none", trunk_checkpoint="")
-    )
-    model = build_embedder(cfg)
-    state = ckpt["model"]
-    if any(k.startswith("embedder.") for k in state):
-        state = {k[len("embedder.") :]: v for k, v in state.items() if k.startswith("embedder.")}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{checkpoint_path}: embedder weights do not fit the stored config: {exc}") from exc
-    return model.eval()
+
+    def offline(cfg: EmbedderModelConfig) -> EmbedderModelConfig:
+        return replace(cfg, init_checkpoint="", weights="none", classifier=replace(cfg.classifier, weights="none"))
+
+    model, _ = load_model(checkpoint_path, EmbedderModelConfig, build_embedder, offline, state_prefix="embedder.",
+                          map_location=map_location)  # fmt: skip
+    return model

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set, build_train_loader
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, fit
+from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
 from imagesearch.metrics import mean_average_precision, recall_at_k
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
@@ -92,12 +92,12 @@ def evaluate_embedder(embedder: nn.Module, retrieval: RetrievalSet, progress: bo
     return retrieval_metrics(queries, retrieval.query_labels, gallery, retrieval.gallery_labels)
 
 
-def build_parts(cfg: EmbedderRun) -> tuple[TrainParts, EmbedderRun]:
-    """The model (embedder + loss), training loader, evaluation hook and parameter groups for `fit`.
+def build_parts(cfg: EmbedderRun) -> TrainParts:
+    """Everything `engine.train_stage` needs: the model (embedder + loss), training loader, evaluation hook,
+    parameter groups and best.pt's metric (val/recall@1, or train/loss without a validation split).
 
-    Returns:
-        (parts, the resolved run config: `model.classifier` made explicit when `model.init_checkpoint`
-        is set, which is what `fit` must store so that `load_embedder` rebuilds the model alone).
+    `parts.config` is the resolved run config: `model.classifier` made explicit when `model.init_checkpoint`
+    is set, which is what `fit` must store so that `load_embedder` rebuilds the model alone.
     """
     check_run(cfg)
     # Seeded before the first random draw, so the initial network (random parts included) is the one
@@ -123,7 +123,9 @@ def build_parts(cfg: EmbedderRun) -> tuple[TrainParts, EmbedderRun]:
         "embedder: D=%d, %d identities, %d trainable tensors, loss %s (miner %s), sampler %s",
         embedder.embed_dim, len(identities), len(params[0]["params"]), cfg.loss.name, cfg.loss.miner, cfg.data.sampler,
     )  # fmt: skip
-    return TrainParts(model=model, train_loader=loader, evaluate=evaluate, params=params), cfg
+    best = (BEST_METRIC, "max") if evaluate is not None else ("train/loss", "min")
+    return TrainParts(model=model, train_loader=loader, evaluate=evaluate, params=params, config=cfg,
+                      best_metric=best[0], mode=best[1])  # fmt: skip
 
 
 def evaluate_run(cfg: EmbedderRun, checkpoint: str | Path | None = None) -> dict[str, float]:
@@ -142,14 +144,10 @@ def evaluate_run(cfg: EmbedderRun, checkpoint: str | Path | None = None) -> dict
 
 
 def run(cfg: EmbedderRun) -> FitResult:
-    """Train the embedder with the engine (`scripts/train_embedder.py`, the pipeline's embedder stage).
-
-    best.pt follows val/recall@1, or train/loss (lowest) when `data.val_root` is empty. Writes to
-    `cfg.train.out_dir` and resumes from its last.pt.
+    """Train the embedder (`scripts/train_embedder.py`, the pipeline's embedder stage): `train_stage` of
+    `build_parts`. Writes to `cfg.train.out_dir` and resumes from its last.pt.
 
     Returns:
         The engine's `FitResult`.
     """
-    parts, cfg = build_parts(cfg)
-    best = BEST_METRIC if parts.evaluate is not None else "train/loss"
-    return fit(parts, cfg.optim, cfg.train, cfg, best_metric=best, mode="max" if parts.evaluate else "min")
+    return train_stage(build_parts(cfg))

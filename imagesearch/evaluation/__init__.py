@@ -10,6 +10,10 @@ from imagesearch.evaluation.evaluate import (
     evaluate_split,
 )
 
+# The stage API's two names the pipeline uses (see `imagesearch.detector`): the config and what runs it.
+Run = EvalRun
+run = evaluate_split
+
 __all__ = [
     "ClassifierSection",
     "DataSection",
@@ -17,5 +21,7 @@ __all__ = [
     "EvalRun",
     "IndexSection",
     "ReportConfig",
+    "Run",
     "evaluate_split",
+    "run",
 ]

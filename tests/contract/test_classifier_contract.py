@@ -40,7 +40,7 @@ def test_smoke_model_outputs() -> None:
 
 def test_full_size_config_builds() -> None:
     run = load_config(ClassifierRun, REPO / "configs" / "classifier" / "vgg16bn_inceptionc.yaml",
-                      ["model.weights=none", "model.trunk_checkpoint=none"])  # fmt: skip
+                      ["model.weights=none"])  # fmt: skip
     model = build_classifier(run.model).eval()
     assert model.embed_dim == 1536 and len(model.blocks) == 3 and model.fc.out_features == 23
     with torch.no_grad():
@@ -69,10 +69,10 @@ def test_state_dict_and_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_load_classifier_ignores_missing_init_files(tmp_path: Path) -> None:
-    # A checkpoint trained from a weights file and a detector still loads where those files are gone.
+    # A checkpoint trained from a weights file (ImageNet, or a detector's trunk.pth) still loads once it is gone.
     cfg = dataclasses.replace(ClassifierModelConfig(width_mult=0.125, inception_width_mult=0.0625),
-                              weights="/gone/vgg16.pth", trunk_checkpoint="/gone/detector.pt")  # fmt: skip
-    model = build_classifier(dataclasses.replace(cfg, weights="none", trunk_checkpoint=""))
+                              weights="/gone/trunk.pth")  # fmt: skip
+    model = build_classifier(dataclasses.replace(cfg, weights="none"))
     path = save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "config": {"model": config_to_dict(cfg)}})
     _, stored = load_classifier(path)
-    assert stored.weights == "/gone/vgg16.pth"
+    assert stored.weights == "/gone/trunk.pth"

@@ -46,7 +46,7 @@ def test_every_stage_runs_and_feeds_the_next(first_run):
     assert (out / "classifier" / "merge_map.json").is_file()
     cls_argv = _stage(out, "classifier")["key"]["argv"]
     emb_argv = _stage(out, "embedder")["key"]["argv"]
-    assert f"model.trunk_checkpoint={out / 'detector' / 'best.pt'}" in cls_argv
+    assert f"model.weights={out / 'detector' / 'trunk.pth'}" in cls_argv and (out / "detector" / "trunk.pth").is_file()
     assert f"model.init_checkpoint={out / 'classifier' / 'best.pt'}" in emb_argv
     eval_argv = _stage(out, "eval")["key"]["argv"]
     assert f"data.split={out / 'splits' / 'test'}" in eval_argv and "features.kind=embedder" in eval_argv

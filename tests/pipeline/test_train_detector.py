@@ -49,7 +49,7 @@ def test_train_then_resume(splits: tuple[Path, Path], tmp_path: Path) -> None:
     ]
     first = main([*args, "train.epochs=1"])
     assert first.epochs_trained == 1
-    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "train.log"):
+    for name in ("config.yaml", "last.pt", "best.pt", "metrics.jsonl", "train.log", "trunk.pth"):
         assert (out / name).is_file(), name
     if importlib.util.find_spec("tensorboard") is not None:  # the optional extra
         assert any((out / "tb").iterdir())  # TensorBoard events

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from imagesearch.classifier.data import ClassifierDataConfig, build_datasets, build_loaders, dataset_records
 from imagesearch.data.crops import AugSeedSampler, CropDataset, expand_box
 from imagesearch.data.labels import CATEGORY_INDEX, normalise_label
-from imagesearch.detector.sampler import ClassBalancedSampler
+from imagesearch.data.samplers import ClassBalancedSampler
 from imagesearch.runtime import set_data_epoch
 from imagesearch.synthetic import SyntheticConfig, generate_split
 

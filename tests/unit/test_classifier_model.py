@@ -1,4 +1,4 @@
-"""Classifier model: Inception-C shapes and parameter count, frozen trunk, trunk init from a detector."""
+"""Classifier model: Inception-C shapes and parameter count, frozen trunk, trunk init from a trunk file."""
 
 from __future__ import annotations
 
@@ -8,20 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
-from torchvision.models.detection.ssd import SSDFeatureExtractorVGG
-from torchvision.models.vgg import cfgs, make_layers
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from imagesearch.backbones import WeightsError, build_vgg16_features, load_vgg16_state_dict
-from imagesearch.checkpoint import save_checkpoint
+from imagesearch.backbones import WeightsError, build_vgg16_features
 from imagesearch.classifier.model import (
     ClassifierModelConfig,
     InceptionC,
     build_classifier,
     classification_loss,
-    detector_trunk_state,
 )
-from imagesearch.detector.model import DetectorModelConfig, build_detector
 
 SMOKE = ClassifierModelConfig(width_mult=0.125, inception_width_mult=0.0625, image_size=32)
 
@@ -115,37 +110,25 @@ def _convs(module: nn.Module) -> list[nn.Conv2d]:
     return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
 
 
-def test_trunk_state_from_torchvision_ssd() -> None:
-    # torchvision's SSD300-VGG16 is the layout oracle: conv1_1..conv4_3 in backbone.features,
-    # conv5_x in backbone.extra.0, then conv6/conv7, extras and heads, which must not be taken.
-    # (The feature extractor alone: ssd300_vgg16() would also build VGG16's 120M-parameter classifier.)
+def _trunk_file(path: Path, batch_norm: bool, width_mult: float = SMOKE.width_mult) -> nn.Sequential:
+    """A trunk file as a trained detector writes it (`trunk.pth`: torchvision's `vgg16().features` layout, or
+    `vgg16_bn()`'s), with trained-looking BatchNorm statistics."""
     torch.manual_seed(0)
-    extractor = SSDFeatureExtractorVGG(make_layers(cfgs["D"]), highres=False)
-    ssd_state = {f"backbone.{k}": v for k, v in extractor.state_dict().items()}
-    assert "backbone.extra.0.1.weight" in ssd_state  # conv5_1 sits in the first extra block
-    features = build_vgg16_features(None, batch_norm=True)
-    load_vgg16_state_dict(features, detector_trunk_state(ssd_state, features, "ssd"), "ssd")
-    ours, theirs = _convs(features), _convs(extractor)[:13]
-    assert len(ours) == 13 and theirs[-1].in_channels == 512 and theirs[-1].out_channels == 512
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
-        torch.testing.assert_close(a.bias, b.bias, rtol=0, atol=0)
+    features = build_vgg16_features(None, batch_norm=batch_norm, width_mult=width_mult)
+    for bn in (m for m in features if isinstance(m, nn.BatchNorm2d)):
+        for name in ("weight", "bias", "running_mean"):
+            getattr(bn, name).data.normal_(0.0 if name != "weight" else 1.0, 0.3)
+        bn.running_var.data.uniform_(0.5, 2.0)
+    torch.save(features.state_dict(), path)
+    return features
 
 
-def _save_detector(path: Path, width_mult: float) -> list[nn.Conv2d]:
-    # Our detector (stage 3) as the producer of `trunk_checkpoint`; its first 13 convs are VGG16's.
-    detector = build_detector(DetectorModelConfig(size=64, width_mult=width_mult))
-    save_checkpoint(path, {"model": detector.state_dict(), "epoch": 3, "config": {}})
-    return _convs(detector.backbone)[:13]
-
-
-def test_trunk_from_detector_checkpoint(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    det_convs = _save_detector(tmp_path / "detector.pt", SMOKE.width_mult)
-    model = build_classifier(dataclasses.replace(SMOKE, trunk_checkpoint=str(tmp_path / "detector.pt")))
-    for ours, theirs in zip(_convs(model.trunk), det_convs, strict=True):
-        torch.testing.assert_close(ours.weight, theirs.weight, rtol=0, atol=0)
-        torch.testing.assert_close(ours.bias, theirs.bias, rtol=0, atol=0)
+def test_trunk_from_a_plain_trunk_file(tmp_path: Path) -> None:
+    theirs = _convs(_trunk_file(tmp_path / "trunk.pth", batch_norm=False))
+    model = build_classifier(dataclasses.replace(SMOKE, weights=str(tmp_path / "trunk.pth")))
+    for ours, their in zip(_convs(model.trunk), theirs, strict=True):
+        torch.testing.assert_close(ours.weight, their.weight, rtol=0, atol=0)
+        torch.testing.assert_close(ours.bias, their.bias, rtol=0, atol=0)
     # The trunk's BatchNorm layers are new: identity affine, zero mean, unit variance.
     bns = [m for m in model.trunk if isinstance(m, FrozenBatchNorm2d)]
     assert len(bns) == 13
@@ -154,36 +137,17 @@ def test_trunk_from_detector_checkpoint(tmp_path: Path) -> None:
     assert all(torch.equal(b.running_var, torch.ones_like(b.running_var)) for b in bns)
 
 
-def test_trunk_from_batch_norm_detector_keeps_its_statistics(tmp_path: Path) -> None:
-    # A detector with a VGG16-BN trunk (`trunk_batch_norm`, the smoke config): its BatchNorms' weights
-    # and running statistics must come with its convs. Made non-trivial first (as training leaves them),
-    # then the classifier's frozen trunk must compute what the detector's own VGG16-BN layers compute.
-    torch.manual_seed(0)
-    detector = build_detector(DetectorModelConfig(size=64, width_mult=SMOKE.width_mult, trunk_batch_norm=True))
-    det_bns = [m for m in detector.backbone.modules() if isinstance(m, nn.BatchNorm2d)][:13]
-    for bn in det_bns:
-        for name in ("weight", "bias", "running_mean"):
-            getattr(bn, name).data.normal_(0.0 if name != "weight" else 1.0, 0.3)
-        bn.running_var.data.uniform_(0.5, 2.0)
-    save_checkpoint(tmp_path / "detector.pt", {"model": detector.state_dict(), "epoch": 3, "config": {}})
-    model = build_classifier(dataclasses.replace(SMOKE, trunk_checkpoint=str(tmp_path / "detector.pt")))
-    bns = [m for m in model.trunk if isinstance(m, FrozenBatchNorm2d)]
-    assert len(bns) == 13
-    for ours, theirs in zip(bns, det_bns, strict=True):
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=0, atol=0)
-    # Same function: the detector's conv/BN/ReLU/pool layers up to conv5_3's ReLU, in eval mode.
-    layers = [
-        m for m in detector.backbone.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d))
-    ]
-    reference = nn.Sequential(*layers[: len(model.trunk)]).eval()
+def test_batch_norm_trunk_file_keeps_its_statistics(tmp_path: Path) -> None:
+    # A VGG16-BN trunk (a detector with `trunk_batch_norm`, the smoke config): the classifier's frozen trunk
+    # must compute what those layers compute, statistics included.
+    features = _trunk_file(tmp_path / "trunk.pth", batch_norm=True).eval()
+    model = build_classifier(dataclasses.replace(SMOKE, weights=str(tmp_path / "trunk.pth")))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model.trunk.eval()(x), reference(x))
+        torch.testing.assert_close(model.trunk.eval()(x), features[: len(model.trunk)](x))
 
 
-def test_trunk_from_detector_of_wrong_width(tmp_path: Path) -> None:
-    _save_detector(tmp_path / "detector.pt", 0.25)
-    cfg = dataclasses.replace(SMOKE, trunk_checkpoint=str(tmp_path / "detector.pt"))
-    with pytest.raises(WeightsError, match=r"detector.pt: found only 0 of the 13 .* \(8, 3, 3, 3\)"):
-        build_classifier(cfg)
+def test_trunk_file_of_another_width(tmp_path: Path) -> None:
+    _trunk_file(tmp_path / "trunk.pth", batch_norm=False, width_mult=0.25)
+    with pytest.raises(WeightsError, match=r"trunk.pth.*\(16, 3, 3, 3\)"):
+        build_classifier(dataclasses.replace(SMOKE, weights=str(tmp_path / "trunk.pth")))

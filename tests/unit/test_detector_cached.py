@@ -9,10 +9,10 @@ import torch
 
 from imagesearch.backbones import build_vgg16_features
 from imagesearch.config import load_config
+from imagesearch.data.samplers import ClassBalancedSampler
 from imagesearch.detector.cached import ViewSampler, cached_forward, collate_views, compute_views
 from imagesearch.detector.data import collate
 from imagesearch.detector.model import build_detector
-from imagesearch.detector.sampler import ClassBalancedSampler
 from imagesearch.detector.train import DetectorRun, build_datasets, detector_forward, run
 from imagesearch.synthetic import SyntheticConfig, generate_split
 

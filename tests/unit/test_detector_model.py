@@ -106,3 +106,30 @@ def test_batch_norm_trunk() -> None:
     assert kinds[:7] == [nn.Conv2d, FrozenBatchNorm2d, nn.ReLU, nn.Conv2d, FrozenBatchNorm2d, nn.ReLU, nn.MaxPool2d]
     assert kinds[8] is nn.BatchNorm2d  # block 2 trains, with live BatchNorm
     assert not model.backbone.features[0].weight.requires_grad and model.backbone.features[7].weight.requires_grad
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_trunk_state_dict_is_torchvisions_vgg16_layout(batch_norm: bool) -> None:
+    # The file the classifier reads: torchvision's vgg16().features (vgg16_bn().features) keys and shapes up
+    # to conv5_3, loading strictly into our trunk and computing the detector's own conv4_3 / conv5_3 maps.
+    from torchvision.models import vgg16, vgg16_bn
+
+    from imagesearch.backbones import build_vgg16_features, load_vgg16_state_dict
+
+    torch.manual_seed(0)
+    model = build_detector(DetectorModelConfig(size=64, width_mult=1.0, trunk_batch_norm=batch_norm)).eval()
+    state = model.backbone.trunk_state_dict()
+    reference = (vgg16_bn if batch_norm else vgg16)(weights=None).features.state_dict()
+    def shapes(sd: dict) -> dict:  # a frozen BatchNorm has no batch counter: compare without it
+        return {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+
+    assert shapes(state) == shapes(reference)
+    trunk = build_vgg16_features(None, batch_norm=batch_norm)
+    load_vgg16_state_dict(trunk, state, "trunk.pth")
+    trunk.eval()
+    x = torch.randn(1, 3, 64, 64)
+    cut = len(model.backbone.features)
+    with torch.no_grad():
+        conv4, conv5 = model.backbone.trunk(x)
+        torch.testing.assert_close(trunk[:cut](x), conv4)
+        torch.testing.assert_close(trunk[: cut + model.backbone.n_conv5](x), conv5)

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from imagesearch.detector.sampler import NO_LABEL, ClassBalancedSampler, balanced_weights, split_budget
+from imagesearch.data.samplers import NO_LABEL, ClassBalancedSampler, balanced_weights, split_budget
 
 
 def test_balanced_weights_by_hand() -> None:
