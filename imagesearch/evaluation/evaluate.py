@@ -8,7 +8,9 @@
   (missing videos count as misses) and over the present videos only, with counts; top-1/5/20 item
   accuracy; per-crop recall@1/5/20 of the annotated product crops of the sampled annotated frames;
   detector AP@0.5 on the sampled annotated frames (detector mode);
-- `report.html` (+ `img/`, optional GIFs) when `report.html` is on;
+  the points lost by reason and every video's diagnostics (`diagnostics`, see `metrics.official`);
+  S2 / S3 under each rule for the reported boxes (`box_choice`, `evaluation.box_choice`);
+- `report.html` (+ `img/` for the shown videos, optional GIFs) when `report.html` is on;
 - `config.yaml`: the resolved config.
 """
 
@@ -25,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from imagesearch.config import write_config
+from imagesearch.config import config_to_dict, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
+from imagesearch.evaluation.box_choice import compare_box_choices
 from imagesearch.features.classify import CropClassifier
 from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
 from imagesearch.features.fusion import choose_fusion_weight
@@ -36,6 +39,7 @@ from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50
+from imagesearch.metrics.diagnostics import diagnostics_dict
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
 from imagesearch.runtime import progress_bar
@@ -235,9 +239,10 @@ def compute_metrics(
     """
     if not split.annotated:
         return {"split": str(split.root), "annotated": False, "videos": _video_counts(split, traces)}, None
-    report_all = score(split, results)
+    status = {t.video_id: t.status for t in traces}  # why a video has no prediction (missing, unreadable, ...)
+    report_all = score(split, results, status=status)
     present = [t.video_id for t in traces if t.status in ("ok", "no garments") and split.videos[t.video_id].annotated]
-    report_present = score(split, results, video_ids=present)
+    report_present = score(split, results, video_ids=present, status=status)
     metrics = {
         "split": str(split.root),
         "annotated": True,
@@ -246,6 +251,8 @@ def compute_metrics(
         "topk": {"all": report_all.topk, "present": report_present.topk},
         "crop_recall": _crop_recall(traces, gallery_items),
         "detector_ap50": _detector_ap(traces),
+        # points lost by reason (score + losses = max_reachable) and, over all videos, each video's record
+        "diagnostics": {"all": diagnostics_dict(report_all), "present": diagnostics_dict(report_present, False)},
     }
     return metrics, report_all
 
@@ -263,7 +270,7 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         ValueError: no split, or no detector where one is needed.
         FileNotFoundError: a split, weights file or checkpoint that does not exist.
     """
-    from imagesearch.evaluation.report import FrameThumbs, write_report
+    from imagesearch.evaluation.report import describe_models, write_report
 
     start = time.time()
     if not cfg.data.split:
@@ -272,7 +279,9 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     write_config(cfg, out)
     split = load_split(cfg.data.split, strict=cfg.data.strict)
     if cfg.data.require_annotations and not split.annotated:
-        raise ValueError(f"{split.root}: no annotation folders, nothing to score: use scripts/predict.py for a test split")
+        raise ValueError(
+            f"{split.root}: no annotation folders, nothing to score: use scripts/predict.py for a test split"
+        )
     extractor = build_extractor(cfg.features)
     models = _load_models(cfg)
     det_boxes = cfg.gallery.boxes == "detector"
@@ -288,11 +297,12 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         gallery, extractor, cfg.matcher, cfg.detector, models["detector"], models["classify"],
         models["merge_map"], cfg.index.kind, index_kwargs,
     )  # fmt: skip
-    thumbs = FrameThumbs(out / "img", cfg.report.thumb_side) if cfg.report.html else None
-    traces = matcher.run(split, on_frames=thumbs, progress=cfg.progress)
+    traces = matcher.run(split, progress=cfg.progress)
     results = results_of(traces)
     atomic_write_text(out / "result.json", json.dumps(results, ensure_ascii=False, indent=1) + "\n")
     metrics, report_all = compute_metrics(split, traces, results, np.array(gallery.item_ids))
+    if report_all is not None and report_all.max_reachable > 0:  # every box rule scored on this run's items
+        metrics["box_choice"] = compare_box_choices(split, traces, cfg.matcher)
     sources = Counter(r.source for r in gallery.records)
     metrics["gallery"] = {"rows": len(gallery), "items": len(set(gallery.item_ids)), "key": gallery.key,
                           "folder": str(gallery.folder) if gallery.folder else None, "built": gallery.built,
@@ -303,8 +313,14 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         "crops": extractor.crop_path,
     }
     metrics["matcher_time_s"] = {k: round(v, 3) for k, v in matcher.timings.items()}  # decode = waiting for frames
-    if thumbs is not None:
-        page = write_report(out, split, traces, report_all, gallery, cfg.report, thumbs, metrics)
+    if cfg.report.html:
+        roles = {
+            "detector": cfg.detector.checkpoint,
+            "classifier": cfg.classifier.checkpoint if models["classify"] else "",
+        }
+        roles |= {f"features ({Path(f).name})": f for f in extractor.files}
+        provenance = {"config": config_to_dict(cfg), "models": describe_models(roles)}
+        page = write_report(out, split, traces, report_all, cfg.report, metrics, provenance)
         metrics["report"] = str(page)
     metrics["time_s"] = round(time.time() - start, 2)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2) + "\n")

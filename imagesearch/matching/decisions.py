@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from imagesearch.matching.assign import abstain, assign_one_to_one, decisions_to_results
+from imagesearch.matching.boxes import FRAME_RULES, ITEM_RULES, choose_boxes
 from imagesearch.matching.voting import WEIGHTINGS, FrameCandidates, VideoDecision, two_piece_search, vote
 
 __all__ = ["DetectionConfig", "MatcherConfig", "VideoTrace", "decide", "results_of"]
@@ -44,6 +45,13 @@ class MatcherConfig:
         two_piece: search two-piece combinations for set items.
         one_to_one: each item goes to at most one video (Hungarian assignment on the votes).
         max_distance: abstain when the chosen evidence's squared distance exceeds this; None never.
+        box_choice: which detection of the chosen item gives the frame and frame box (`boxes.FRAME_RULES`):
+            "best_match" (the closest match: the vote's evidence), "best_score" (the highest detector
+            score), "consensus" (the box that agrees most with the item's other voting boxes in
+            nearby frames, mean IoU), "score_consensus" (score x agreement).
+        item_box_choice: the product-image box (`boxes.ITEM_RULES`): "paired" (the chosen detection's
+            closest crop of the item) or "most_matched" (the crop of that piece matched by the most voters).
+        box_window: "consensus" compares boxes at most this many frames apart (0: any frames).
         margin: crop growth on each side, as a fraction of the box size.
         max_side: crops larger than this are shrunk first.
         decode_workers: processes decoding frames ahead of the models; 0 decodes in the main process.
@@ -63,10 +71,25 @@ class MatcherConfig:
     two_piece: bool = True
     one_to_one: bool = False
     max_distance: float | None = None
+    box_choice: str = "best_match"
+    item_box_choice: str = "paired"
+    box_window: int = 80
     margin: float = 0.1
     max_side: int = 256
     decode_workers: int = 0
     prefetch: int = 2
+
+    def __post_init__(self) -> None:
+        # At config load time, not after a matcher run of hours: the rules are only read by `decide`.
+        _check_box_rules(self)
+
+
+def _check_box_rules(cfg: MatcherConfig) -> None:
+    if cfg.box_choice not in FRAME_RULES or cfg.item_box_choice not in ITEM_RULES:
+        raise ValueError(
+            f"matcher.box_choice / item_box_choice: choose from {sorted(FRAME_RULES)} / {list(ITEM_RULES)}, "
+            f"got {cfg.box_choice!r} / {cfg.item_box_choice!r}"
+        )
 
 
 @dataclass
@@ -123,8 +146,9 @@ def decide(
     """Per-video decisions from each video's queries and neighbours (pure: no models, no files).
 
     Order: `vote` per video (category-consistent when `cfg.category_filter`), `assign_one_to_one`
-    across videos when `cfg.one_to_one`, `two_piece_search` on the unfiltered queries when
-    `cfg.two_piece`, then `abstain` when `cfg.max_distance` is set.
+    across videos when `cfg.one_to_one`, the frame and boxes of the entry by `cfg.box_choice` /
+    `cfg.item_box_choice` (`boxes.choose_boxes`), `two_piece_search` on the unfiltered queries when
+    `cfg.two_piece`, then `abstain` when `cfg.max_distance` is set (on the vote's evidence distance).
 
     Args:
         videos: video id -> its kept queries with neighbours.
@@ -138,6 +162,7 @@ def decide(
         raise ValueError(f"matcher.weighting: unknown {cfg.weighting!r}; choose one of {sorted(WEIGHTINGS)}")
     if not cfg.score_power >= 0:
         raise ValueError(f"matcher.score_power: must be >= 0 (0 = the plain vote), got {cfg.score_power}")
+    _check_box_rules(cfg)
     out = {
         v: vote(
             frames,
@@ -151,6 +176,9 @@ def decide(
     if cfg.one_to_one:
         out = assign_one_to_one(out)
     for v, decision in out.items():
+        decision = choose_boxes(
+            decision, videos[v], cfg.box_choice, cfg.item_box_choice, cfg.top_n, cfg.category_filter, cfg.box_window
+        )
         if cfg.two_piece:
             decision = two_piece_search(decision, videos[v], item_instances)
         if cfg.max_distance is not None:

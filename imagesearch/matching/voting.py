@@ -40,6 +40,7 @@ __all__ = [
     "dedupe_frames",
     "two_piece_search",
     "vote",
+    "votes_of",
 ]
 
 BoxXYXY = tuple[float, float, float, float]
@@ -219,6 +220,16 @@ WEIGHTINGS: dict[str, Callable[[int, float], float]] = {
 }
 
 
+def votes_of(det: FrameCandidates, top_n: int) -> list[Neighbour]:
+    """What one detection votes for: the closest crop of each of its `top_n` nearest distinct items, nearest first."""
+    seen: dict[str, Neighbour] = {}
+    for nb in det.neighbours:  # sorted by distance: the first crop of an item is its closest
+        if len(seen) == top_n:
+            break
+        seen.setdefault(nb.item_id, nb)
+    return list(seen.values())
+
+
 def _ranking_key(s: ItemScore) -> tuple[float, float, float, str]:
     # Scores equal to 1e-9 are ties (rank weights such as 1/3 + 2/3 are not exact in floating point).
     return (-round(s.score, 9), s.mean_distance, s.evidence.distance, s.item_id)
@@ -263,18 +274,16 @@ def vote(
     votes: dict[str, int] = defaultdict(int)
     evidence: dict[str, Evidence] = {}
     for det in dets:
-        voted: list[str] = []
         confidence = max(det.det_score, 0.0) ** score_power  # 0 ** 0 == 1: power 0 is the plain vote
         for nb in det.neighbours:
             ev = Evidence(det.frame_index, det.box, nb.img_name, tuple(nb.item_box), float(nb.distance))
             old = evidence.get(nb.item_id)
             if old is None or (ev.distance, ev.frame_index) < (old.distance, old.frame_index):
                 evidence[nb.item_id] = ev
-            if nb.item_id not in voted and len(voted) < top_n:
-                score[nb.item_id] += weight(len(voted), nb.distance) * confidence
-                dist_sum[nb.item_id] += nb.distance
-                votes[nb.item_id] += 1
-                voted.append(nb.item_id)
+        for rank, nb in enumerate(votes_of(det, top_n)):
+            score[nb.item_id] += weight(rank, nb.distance) * confidence
+            dist_sum[nb.item_id] += nb.distance
+            votes[nb.item_id] += 1
     ranked = sorted(
         (
             ItemScore(i, score[i], votes[i], dist_sum[i] / votes[i] if votes[i] else float("inf"), ev)

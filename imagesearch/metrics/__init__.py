@@ -1,7 +1,8 @@
 """Metrics: the competition's official score and the retrieval / detection / classification metrics (SPEC §2).
 
 - `results`: `result.json` parsing (`parse_results`, `VideoPrediction`, `ResultFormatError`).
-- `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`).
+- `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`), with per-video reasons and points lost.
+- `diagnostics`: the points lost summed by reason, the worst videos (`loss_table`, `worst_videos`).
 - `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision`.
 - `detection`: `box_iou`, `voc_ap50`.
 - `classification`: `classification_metrics` (accuracy, per-class AP, mAP, confusion matrix), `softmax`.
@@ -9,8 +10,10 @@
 
 from imagesearch.metrics.classification import classification_metrics, softmax
 from imagesearch.metrics.detection import box_iou, voc_ap50
+from imagesearch.metrics.diagnostics import LossRow, diagnostics_dict, format_losses, loss_table, worst_videos
 from imagesearch.metrics.official import (
     LEVEL_WEIGHTS,
+    REASONS,
     LevelScore,
     ScoreReport,
     VideoScore,
@@ -25,6 +28,8 @@ from imagesearch.metrics.retrieval import mean_average_precision, rank_gallery, 
 __all__ = [
     "LEVEL_WEIGHTS",
     "LevelScore",
+    "LossRow",
+    "REASONS",
     "ResultEntry",
     "ResultFormatError",
     "ScoreReport",
@@ -32,7 +37,10 @@ __all__ = [
     "VideoScore",
     "box_iou",
     "classification_metrics",
+    "diagnostics_dict",
     "f1_level",
+    "format_losses",
+    "loss_table",
     "mean_average_precision",
     "parse_results",
     "rank_gallery",
@@ -43,4 +51,5 @@ __all__ = [
     "topk_item_accuracy",
     "video_items",
     "voc_ap50",
+    "worst_videos",
 ]

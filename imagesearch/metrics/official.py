@@ -22,6 +22,23 @@ Choices the official text leaves open:
 - With `video_ids` (e.g. the videos present on disk) N_GT and the predictions are restricted to those
   videos; predictions for other split videos are set aside (`out_of_scope_videos`), unknown ids
   still count. `scope` in the report says which restriction was used.
+
+Per video (`VideoScore`), beside the levels reached: the rank of the true item in `ranked_items`, the
+annotated frame the prediction snaps to, the IoUs of the best (entry, instance) pair, one `reason`
+(`REASONS`) and the points it lost. The levels are nested, so the level a video first fails (S1,
+S2 or S3) fails every level above it too, for the same reason: one reason per video.
+
+Points lost (score units). Since F1 = 2·TP / (N_P + N_GT) (also when TP = 0), with D = N_P + N_GT,
+score = Σ_l w_l·2·TP_l / D and 1 − score = Σ_l w_l·(D − 2·TP_l) / D, where D − 2·TP_l counts 2 per
+predicted N_GT video that misses level l, 1 per N_GT video without a prediction and 1 per prediction
+outside N_GT. So, with max_reachable = 1 when N_GT > 0 (else 0, and nothing is lost):
+- a predicted video with a product loses 2·w_l / D at each level l it misses; fixing it gains exactly
+  that (N_P and N_GT do not change);
+- a video with a product but no prediction loses w_l / D at each level (1 / D in all);
+- a prediction for a video without a product, or an unknown id, loses w_l / D at each level;
+and score + Σ over videos and levels of the points lost = max_reachable, exactly (up to rounding).
+The shares of abstentions and extra predictions are accounting shares, not marginal gains: adding
+or removing a prediction changes D and so every term.
 """
 
 from __future__ import annotations
@@ -41,6 +58,26 @@ IOU_THRESHOLD = 0.5  # strict: a pair must exceed it
 SNAP_WINDOW = 20  # frames
 TOPK = (1, 5, 20)
 
+# Why a video stopped, in the order of the pipeline (the loss tables break ties in this order).
+REASONS = {
+    "hit": "every level reached",
+    "wrong item": "S1: the predicted item is not the video's",
+    f"no annotated frame within ±{SNAP_WINDOW}": "S2: frame_index snaps to no annotated frame",
+    "item not in frame": "S2: the snapped frame shows no instance of the item",
+    "no result entry": "S3: the prediction has an empty `result`",
+    f"frame box IoU <= {IOU_THRESHOLD}": "S3: the best pair's product box is right, its frame box is not",
+    f"product box IoU <= {IOU_THRESHOLD}": "S3: the best pair's frame box is right, its product box is not",
+    f"both boxes IoU <= {IOU_THRESHOLD}": "S3: neither box of the best pair is right",
+    "abstained": "no prediction for a video with a product",
+    "video missing": "no prediction: the .mp4 is not on disk",
+    "video unreadable": "no prediction: the .mp4 could not be decoded",
+    "no garment detected": "no prediction: no query box in the sampled frames",
+    "no product in video": "a prediction for a video that shows only distractors (outside N_GT)",
+    "unknown video": "a prediction for a video id that is not in the split",
+}
+# The matcher's video status -> the reason of a video left out of result.json.
+STATUS_REASONS = {"missing": "video missing", "unreadable": "video unreadable", "no garments": "no garment detected"}
+
 
 @dataclass
 class LevelScore:
@@ -56,10 +93,25 @@ class LevelScore:
 
 @dataclass
 class VideoScore:
-    """How one video fared: the levels it reached and why it stopped (for the report page).
+    """How one video fared: the levels it reached, why it stopped and what that cost.
 
-    `reason` is one of: "hit", "abstained", "unknown video", "no product in video", "wrong item",
-    "no annotated frame within ±20", "item not in frame", "no box pair with IoU > 0.5".
+    Attributes:
+        video_id, predicted_item (None: no prediction), true_items, in_gt (counted in N_GT).
+        frame_index: the predicted frame; snapped_frame: the annotated frame it is scored at (None:
+            none within ±20, or no prediction).
+        s1, s2, s3: the levels reached.
+        matched_entry, matched_instance: the best (entry, instance) pair (see `frame_iou`), set when
+            S3 is reached.
+        reason: a key of `REASONS` (one per video: the levels are nested).
+        rank: 1-based rank of the first true item in `ranked_items`; None without `ranked_items`,
+            without a prediction or when no true item is listed.
+        frame_iou, item_iou: IoUs of the best (entry, instance) pair, over the result entries and the
+            item's instances in the snapped frame: the pair with the most boxes over the threshold,
+            then the larger smaller IoU, then the larger larger one. `item_iou` is 0 when the entry's
+            product image is not the item's or does not show the instance. With a wrong item,
+            `frame_iou` is the best frame-box IoU with the true items' instances in the snapped frame
+            (was the box on the product?) and `item_iou` None; both None when S1 holds but S2 does not.
+        points_lost: score points lost at each level (see the module docstring), keys s1, s2, s3.
     """
 
     video_id: str
@@ -71,9 +123,18 @@ class VideoScore:
     s1: bool = False
     s2: bool = False
     s3: bool = False
-    matched_entry: int | None = None  # index in `result` of the first entry that hit S3
+    matched_entry: int | None = None  # index in `result` of the entry of the best pair
     matched_instance: int | None = None
     reason: str = ""
+    rank: int | None = None
+    frame_iou: float | None = None
+    item_iou: float | None = None
+    points_lost: dict[str, float] = field(default_factory=lambda: dict.fromkeys(LEVEL_WEIGHTS, 0.0))
+
+    @property
+    def total_lost(self) -> float:
+        """Points lost over the three levels."""
+        return sum(self.points_lost.values())
 
 
 @dataclass
@@ -86,6 +147,7 @@ class ScoreReport:
     score: float
     scope: str  # "all" or "video_ids"
     num_scope_videos: int
+    max_reachable: float = 1.0  # 1 when N_GT > 0, else 0: score + all points lost = max_reachable
     unknown_videos: list[str] = field(default_factory=list)
     out_of_scope_videos: list[str] = field(default_factory=list)
     abstained_videos: list[str] = field(default_factory=list)
@@ -132,6 +194,7 @@ def score(
     split: Split,
     results: Mapping[str, VideoPrediction] | Mapping[str, Any] | str | Path,
     video_ids: Collection[str] | None = None,
+    status: Mapping[str, str] | None = None,
 ) -> ScoreReport:
     """Score predictions against a split's annotations with the competition's rule.
 
@@ -139,10 +202,13 @@ def score(
         split: the annotated split (`imagesearch.data.reader.load_split`).
         results: parsed predictions (`parse_results`), or a raw `result.json` object or path.
         video_ids: restrict N_GT and the scored predictions to these split videos (None: all).
+        status: the matcher's status per video ("missing", "unreadable", "no garments", "ok"): names
+            why a video with a product has no prediction (`STATUS_REASONS`; else "abstained").
 
     Returns:
         A ScoreReport: S1/S2/S3 counts and P/R/F1, the weighted score, top-k item accuracy when
-        any prediction has `ranked_items`, and one VideoScore per scored or abstained video.
+        any prediction has `ranked_items`, and one VideoScore per scored or unpredicted N_GT video,
+        each with its reason and the points it lost.
 
     Raises:
         ResultFormatError: `results` is raw and malformed.
@@ -159,6 +225,7 @@ def score(
     in_scope = set(scope_ids)
     unknown = [v for v in preds if v not in split.videos]
     out_of_scope = [v for v in preds if v in split.videos and v not in in_scope]
+    status = status or {}
 
     per_video: list[VideoScore] = []
     for vid in scope_ids:
@@ -167,7 +234,8 @@ def score(
         if vid in preds:
             per_video.append(_score_video(preds[vid], split.videos[vid], split, true_items, in_gt))
         elif in_gt:
-            per_video.append(VideoScore(vid, None, true_items, in_gt, reason="abstained"))
+            reason = STATUS_REASONS.get(status.get(vid, ""), "abstained")
+            per_video.append(VideoScore(vid, None, true_items, in_gt, reason=reason))
     for vid in unknown:
         p = preds[vid]
         per_video.append(VideoScore(vid, p.item_id, [], False, frame_index=p.frame_index, reason="unknown video"))
@@ -176,6 +244,7 @@ def score(
     n_gt = sum(v.in_gt for v in per_video)
     levels = {lv: f1_level(sum(getattr(v, lv) for v in per_video), n_pred, n_gt) for lv in LEVEL_WEIGHTS}
     total = sum(w * levels[lv].f1 for lv, w in LEVEL_WEIGHTS.items())
+    _assign_points(per_video, n_pred + n_gt if n_gt else 0)
     return ScoreReport(
         s1=levels["s1"],
         s2=levels["s2"],
@@ -183,12 +252,26 @@ def score(
         score=total,
         scope="all" if video_ids is None else "video_ids",
         num_scope_videos=len(scope_ids),
+        max_reachable=1.0 if n_gt else 0.0,
         unknown_videos=unknown,
         out_of_scope_videos=out_of_scope,
-        abstained_videos=[v.video_id for v in per_video if v.reason == "abstained"],
+        abstained_videos=[v.video_id for v in per_video if v.in_gt and v.predicted_item is None],
         topk=_topk(preds, per_video),
         videos=per_video,
     )
+
+
+def _assign_points(per_video: list[VideoScore], denominator: int) -> None:
+    """Points lost per video and level (module docstring); `denominator` = N_P + N_GT, 0 when N_GT = 0."""
+    for v in per_video:
+        for lv, w in LEVEL_WEIGHTS.items():
+            if not denominator or getattr(v, lv):
+                lost = 0.0
+            elif v.in_gt and v.predicted_item is not None:
+                lost = 2 * w / denominator  # counted in both N_P and N_GT, and missed
+            else:
+                lost = w / denominator  # counted in only one of N_P and N_GT
+            v.points_lost[lv] = lost
 
 
 def _as_predictions(results: Any) -> dict[str, VideoPrediction]:
@@ -207,55 +290,70 @@ def _topk(preds: Mapping[str, VideoPrediction], per_video: list[VideoScore]) -> 
     return topk_item_accuracy(ranked, truth, TOPK)
 
 
+def _rank(pred: VideoPrediction, true_items: list[str]) -> int | None:
+    ranks = [r for r, item in enumerate(pred.ranked_items or [], 1) if item in true_items]
+    return ranks[0] if ranks else None
+
+
 def _score_video(pred: VideoPrediction, video: Video, split: Split, true_items: list[str], in_gt: bool) -> VideoScore:
     vs = VideoScore(video.video_id, pred.item_id, true_items, in_gt, frame_index=pred.frame_index)
     if not in_gt:
         vs.reason = "no product in video"
         return vs
-    if pred.item_id not in true_items:
-        vs.reason = "wrong item"
-        return vs
-    vs.s1 = True
+    vs.rank = _rank(pred, true_items)
     frames = {f.frame_index: f for f in video.frames}
     vs.snapped_frame = snap_frame(pred.frame_index, frames)
-    if vs.snapped_frame is None:
+    frame = frames.get(vs.snapped_frame) if vs.snapped_frame is not None else None
+    if pred.item_id not in true_items:
+        vs.reason = "wrong item"
+        if frame is not None and pred.result:  # was the frame box on the product at least?
+            true_boxes = [b.xyxy for b in frame.boxes if split.instance_to_item.get(b.instance_id) in true_items]
+            if true_boxes:
+                vs.frame_iou = float(box_iou([e.frame_box for e in pred.result], true_boxes).max())
+        return vs
+    vs.s1 = True
+    if frame is None:
         vs.reason = f"no annotated frame within ±{SNAP_WINDOW}"
         return vs
-    frame = frames[vs.snapped_frame]
     instances = {b.instance_id for b in frame.boxes if split.instance_to_item.get(b.instance_id) == pred.item_id}
     instances.discard(0)
     if not instances:
         vs.reason = "item not in frame"
         return vs
     vs.s2 = True
-    hit = _localisation_hit(pred, frame, split, instances)
-    if hit is None:
-        vs.reason = f"no box pair with IoU > {IOU_THRESHOLD}"
+    best = _best_pair(pred, frame, split, instances)
+    if best is None:
+        vs.reason = "no result entry"
         return vs
-    vs.s3 = True
-    vs.matched_entry, vs.matched_instance = hit
-    vs.reason = "hit"
+    (vs.matched_entry, vs.matched_instance), (vs.frame_iou, vs.item_iou) = best
+    frame_ok, item_ok = vs.frame_iou > IOU_THRESHOLD, vs.item_iou > IOU_THRESHOLD
+    vs.s3 = frame_ok and item_ok
+    if vs.s3:
+        vs.reason = "hit"
+        return vs
+    vs.matched_entry = vs.matched_instance = None
+    wrong = "product box" if frame_ok else ("frame box" if item_ok else "both boxes")
+    vs.reason = f"{wrong} IoU <= {IOU_THRESHOLD}"
     return vs
 
 
-def _localisation_hit(
+def _best_pair(
     pred: VideoPrediction, frame: AnnotatedFrame, split: Split, instances: set[int]
-) -> tuple[int, int] | None:
-    """(entry index, instance id) of the first entry whose two boxes both match one instance, or None."""
+) -> tuple[tuple[int, int], tuple[float, float]] | None:
+    """((entry index, instance id), (frame IoU, item IoU)) of the best pair (see `VideoScore`), None
+    without entries. An entry's IoU with an instance is its best over that instance's boxes, since
+    an instance may be annotated twice in one frame or image."""
     item = split.items.get(pred.item_id)
     images = {im.stem: im for im in item.images} if item is not None else {}
+    best: tuple[tuple[int, float, float], tuple[int, int], tuple[float, float]] | None = None
     for idx, entry in enumerate(pred.result):
         image = images.get(entry.img_name)
-        if image is None:
-            continue
         for inst in sorted(instances):
-            item_boxes = [b.xyxy for b in image.boxes if b.instance_id == inst]
             frame_boxes = [b.xyxy for b in frame.boxes if b.instance_id == inst]
-            if not item_boxes or not frame_boxes:
-                continue
-            if (
-                box_iou([entry.item_box], item_boxes).max() > IOU_THRESHOLD
-                and box_iou([entry.frame_box], frame_boxes).max() > IOU_THRESHOLD
-            ):
-                return idx, inst
-    return None
+            item_boxes = [b.xyxy for b in image.boxes if b.instance_id == inst] if image is not None else []
+            f = float(box_iou([entry.frame_box], frame_boxes).max())
+            i = float(box_iou([entry.item_box], item_boxes).max()) if item_boxes else 0.0
+            key = (int(f > IOU_THRESHOLD) + int(i > IOU_THRESHOLD), min(f, i), max(f, i))
+            if best is None or key > best[0]:  # strict: the first entry wins a tie
+                best = (key, (idx, inst), (f, i))
+    return None if best is None else (best[1], best[2])

@@ -39,6 +39,10 @@ def test_gt_boxes_end_to_end(split_root, tmp_path):
     assert set(metrics["topk"]["present"]) == {"top1", "top5", "top20"}
     assert metrics["official"]["all"]["s1"]["n_gt"] == 3 and metrics["official"]["present"]["s1"]["n_gt"] == 2
     assert metrics["detector_ap50"] is None and metrics["gallery"]["built"]
+    diag = metrics["diagnostics"]["all"]
+    assert abs(diag["score"] + sum(r["points"] for r in diag["losses"]) - diag["max_reachable"]) < 1e-9
+    assert {v["video_id"]: v["reason"] for v in diag["videos"]}["007002"] == "video missing"
+    assert len(diag["videos"]) == 3 and "videos" not in metrics["diagnostics"]["present"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert "video 007000" in html and len(list((out / "img").glob("*.gif"))) == 2
     assert (out / "config.yaml").is_file()

@@ -71,21 +71,21 @@ def test_perfect_prediction_scores_one_at_every_level():
         (one("B", 80, [entry("0", (0, 0, 50, 100), (0, 0, 100, 100))]), 0.0, "wrong item"),
         (one("A", 40, [entry("0", (0, 0, 100, 100), (0, 0, 100, 100))]), 0.2, "item not in frame"),
         # item_box [0,0,100,40] lies inside [0,0,100,100]: IoU = 40/100 = 0.4
-        (one("A", 80, [entry("0", (0, 0, 100, 40), (0, 0, 100, 100))]), 0.8, "no box pair with IoU > 0.5"),
+        (one("A", 80, [entry("0", (0, 0, 100, 40), (0, 0, 100, 100))]), 0.8, "product box IoU <= 0.5"),
         # frame_box IoU 0.4 fails the same way
-        (one("A", 80, [entry("0", (0, 0, 100, 100), (0, 0, 40, 100))]), 0.8, "no box pair with IoU > 0.5"),
+        (one("A", 80, [entry("0", (0, 0, 100, 100), (0, 0, 40, 100))]), 0.8, "frame box IoU <= 0.5"),
         # IoU exactly 0.5 is not > 0.5
-        (one("A", 80, [entry("0", (0, 0, 100, 50), (0, 0, 100, 100))]), 0.8, "no box pair with IoU > 0.5"),
+        (one("A", 80, [entry("0", (0, 0, 100, 50), (0, 0, 100, 100))]), 0.8, "product box IoU <= 0.5"),
         (one("A", 80, [entry("0", (0, 0, 100, 60), (0, 0, 100, 100))]), 1.0, "hit"),  # IoU 0.6
         # A/1.jpg holds 101 at [10,10,110,110]: the box [0,0,80,80] has IoU 6400/10000 = 0.64 in A/0.jpg but
         # 4900/11500 = 0.43 in A/1.jpg, so the right image must be named
         (one("A", 80, [entry("0", (0, 0, 80, 80), (0, 0, 100, 100))]), 1.0, "hit"),
-        (one("A", 80, [entry("1", (0, 0, 80, 80), (0, 0, 100, 100))]), 0.8, "no box pair with IoU > 0.5"),
+        (one("A", 80, [entry("1", (0, 0, 80, 80), (0, 0, 100, 100))]), 0.8, "product box IoU <= 0.5"),
         (one("A", 80, [entry("1", (10, 10, 110, 110), (0, 0, 100, 100))]), 1.0, "hit"),
-        (one("A", 80, [entry("7", (0, 0, 100, 100), (0, 0, 100, 100))]), 0.8, "no box pair with IoU > 0.5"),
-        (one("A", 80, []), 0.8, "no box pair with IoU > 0.5"),  # right item and frame, no boxes
+        (one("A", 80, [entry("7", (0, 0, 100, 100), (0, 0, 100, 100))]), 0.8, "product box IoU <= 0.5"),
+        (one("A", 80, []), 0.8, "no result entry"),  # right item and frame, no boxes
         # a box on the distractor never matches
-        (one("A", 80, [entry("0", (0, 0, 100, 100), (500, 500, 540, 540))]), 0.8, "no box pair with IoU > 0.5"),
+        (one("A", 80, [entry("0", (0, 0, 100, 100), (500, 500, 540, 540))]), 0.8, "frame box IoU <= 0.5"),
     ],
 )
 def test_each_level_failing_alone(pred, expected_score, reason):

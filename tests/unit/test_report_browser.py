@@ -8,7 +8,10 @@ says so and is skipped, as the sample tests are without the sample.
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.test_report import page  # noqa: F401  (the module-scoped report fixture)
+from tests.unit.test_report import page, run  # noqa: F401  (the module-scoped report fixtures)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -30,9 +33,10 @@ def _browser() -> str:
 
 
 def _screenshot(browser: str, html: Path, png: Path) -> np.ndarray:
+    # 2600 px tall: the page opens with tables and text; the pictures of the video sections come below.
     cmd = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-        f"--user-data-dir={png.parent / 'profile'}", "--window-size=1000,1400",
+        f"--user-data-dir={png.parent / 'profile'}", "--window-size=1000,2600",
         "--virtual-time-budget=5000", f"--screenshot={png}", html.as_uri(),
     ]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
@@ -58,3 +62,32 @@ def test_report_pictures_render_in_a_browser(page, tmp_path: Path) -> None:  # n
     shown, broken = _colours(with_images), _colours(without)
     assert shown > 5000, shown
     assert shown > 10 * broken, (shown, broken)
+
+
+def _orders_after_clicks(browser: str, page_path: Path, tmp: Path, headers: list[str]) -> list[list[str]]:
+    """The video column of the sortable table after each click on `headers` in turn, in one browser run."""
+    click = (
+        f"<script>const out=[];for(const h of {json.dumps(headers)}){{"
+        "[...document.querySelectorAll('table.sortable th')].find(th=>th.textContent===h).click();"
+        "out.push([...document.querySelectorAll('table.sortable tbody tr')].map(r=>r.cells[0].dataset.v));}"
+        "const pre=document.createElement('pre');pre.id='orders';pre.textContent=JSON.stringify(out);"
+        "document.body.appendChild(pre);</script></body>"
+    )
+    copy = tmp / "clicked.html"
+    copy.write_text(page_path.read_text(encoding="utf-8").replace("</body>", click), encoding="utf-8")
+    cmd = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp / 'profile'}",
+        "--virtual-time-budget=5000", "--dump-dom", copy.as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120).stdout
+    return json.loads(html.unescape(re.search(r'<pre id="orders">(.*?)</pre>', dom, re.S).group(1)))
+
+
+def test_video_table_sorts_on_a_header_click(page, tmp_path: Path) -> None:  # noqa: F811
+    browser = _browser()
+    path, _, report = page
+    lost = {v.video_id: v.total_lost for v in report.videos}
+    shown = re.findall(r"<h2>video (\w+):", path.read_text(encoding="utf-8"))
+    up, down, by_points = _orders_after_clicks(browser, path, tmp_path, ["video", "video", "points lost"])
+    assert up == sorted(shown) and down == sorted(shown, reverse=True)  # a second click reverses
+    assert [lost.get(v, 0.0) for v in by_points] == sorted(lost.get(v, 0.0) for v in shown)

@@ -74,3 +74,30 @@ def test_help_describes_the_rule(cli, capsys):
         module.main(["--help"])
     assert info.value.code == 0
     assert "IoU > 0.5" in " ".join(capsys.readouterr().out.split())  # argparse re-wraps the text
+
+
+def test_breakdown_by_reason_sums_to_the_score(cli, tmp_path, capsys):
+    module, split = cli
+    result = perfect_result(split)
+    result["vB"]["item_id"] = "C"  # wrong item
+    result["vB"]["ranked_items"] = ["C", "A", "B"]
+    del result["vC"]  # no prediction, and vC.mp4 is not on disk: "video missing"
+    path = _write(tmp_path, result)
+    # N_P 2, N_GT 3, D 5, TP 1: score 2/5; vB loses 2/5 (0.08 + 0.24 + 0.08), vC 1/5 (0.04 + 0.12 + 0.04)
+    assert module.main([str(tmp_path), str(path), "--worst", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "wrong item                            1  0.0800  0.2400  0.0800   0.4000" in out
+    assert "video missing                         1  0.0400  0.1200  0.0400   0.2000" in out
+    assert "score + lost = max reachable: 0.4000 + 0.6000 = 1.0000" in out
+    worst = [line.split() for line in out.splitlines() if line.startswith(" " * 14)]
+    assert worst == [["vB", "C", "B", "3", "0", "0", "1.00", "-", "0.4000", "wrong", "item"]]
+    assert module.main([str(tmp_path), str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    points = {row["reason"]: row["points"] for row in report["losses"]}
+    assert points.keys() == {"wrong item", "video missing"}
+    assert abs(report["score"] + sum(points.values()) - report["max_reachable"]) < 1e-9
+    assert {v["video_id"]: v["reason"] for v in report["videos"]} == {
+        "vA": "hit",
+        "vB": "wrong item",
+        "vC": "video missing",
+    }
