@@ -47,10 +47,11 @@ from imagesearch.data.crops import cut_crop
 from imagesearch.data.prefetch import decode_video
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.detector.model import Detector, DetectorModelConfig, build_detector
-from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
+from imagesearch.detector.model import DetectionConfig, Detector, DetectorModelConfig, build_detector
+from imagesearch.evaluation.models import build_extractor
+from imagesearch.features.extract import CropFeatures, FeatureConfig
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
-from imagesearch.matching.matcher import STAGES, DetectionConfig, Matcher, MatcherConfig
+from imagesearch.matching.matcher import STAGES, Matcher, MatcherConfig
 from imagesearch.synthetic import SyntheticConfig, generate_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,13 +78,12 @@ def _naive(matcher: Matcher, split: Split) -> tuple[dict[str, float], dict[Key, 
         t1 = time.perf_counter()
         boxes = []
         for i, frame in zip(got.indices, got.frame_list(), strict=True):
-            kept, _ = matcher.kept_detections(matcher.detector.detect([frame])[0])
-            boxes += [(i, frame, b) for b in kept]
+            boxes += [(i, frame, b) for b in matcher.detector.detect([frame])[0]["boxes"]]  # post-processed by the detector
         t2 = time.perf_counter()
         if ex.crop_path == "cpu":  # the matcher before batching: cut_crop and a forward pass per box
-            queries = [ex([cut_crop(f, b, cfg.margin, cfg.max_side)]) for _, f, b in boxes]
+            queries = [ex([cut_crop(f, b, ex.margin, ex.max_side)]) for _, f, b in boxes]
         else:  # the same per box, but cut by roi_align (checks that batching changes no answer)
-            queries = [ex.fuse(ex.box_parts([f], np.zeros(1, np.int64), b[None], cfg.margin, cfg.max_side, ex.needed_parts)) for _, f, b in boxes]  # fmt: skip
+            queries = [ex.fuse(ex.box_parts([f], np.zeros(1, np.int64), b[None], ex.margin, ex.max_side, ex.needed_parts)) for _, f, b in boxes]  # fmt: skip
         t3 = time.perf_counter()
         rows = [matcher.index.search(q, cfg.k)[1][0] for q in queries]
         t4 = time.perf_counter()
@@ -110,19 +110,21 @@ def _split(args: argparse.Namespace, tmp: Path) -> Split:
 def _parts(args: argparse.Namespace, split: Split) -> tuple[Matcher, Matcher]:
     torch.manual_seed(0)
     model_cfg = yaml.safe_load((REPO / "configs/smoke/detector.yaml").read_text(encoding="utf-8"))["model"]
-    detector = Detector(build_detector(config_from_dict(DetectorModelConfig, model_cfg)), device=args.device, amp=args.amp)
+    detector = Detector(
+        build_detector(config_from_dict(DetectorModelConfig, model_cfg)), device=args.device, amp=args.amp,
+        post=DetectionConfig(min_score=args.min_score),
+    )  # fmt: skip
     features = FeatureConfig(
         weights="none", width_mult=args.width, image_size=args.crop_px, batch_size=args.feature_batch,
         device=args.device, amp="bf16" if args.amp else "none",
     )  # fmt: skip
     extractor = build_extractor(features)
     gallery = build_gallery(split, extractor, GalleryConfig(boxes="annotated"), use_cache=False, progress=False)
-    det = DetectionConfig(batch_size=args.det_batch, min_score=args.min_score)
     common = {"num_frames": args.num_frames, "frame_align": 0}
-    batched = Matcher(gallery, extractor, MatcherConfig(decode_workers=args.decode_workers, **common), det, detector)  # type: ignore[arg-type]
+    batched = Matcher(gallery, extractor, MatcherConfig(decode_workers=args.decode_workers, **common), detector, det_batch=args.det_batch)  # type: ignore[arg-type]
     # The same model (and random weights) as the batched row and the gallery; only the crop path may differ.
     naive_ex = CropFeatures(extractor.global_fn, replace(features, crops=args.naive_crops), extractor.files)
-    naive = Matcher(gallery, naive_ex, MatcherConfig(**common), det, detector)  # type: ignore[arg-type]
+    naive = Matcher(gallery, naive_ex, MatcherConfig(**common), detector, det_batch=args.det_batch)  # type: ignore[arg-type]
     return batched, naive
 
 

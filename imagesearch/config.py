@@ -67,15 +67,28 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         raise ConfigError(f"{where}: cannot read config: {exc}") from exc
 
 
+# Keys that older checkpoints store and that no longer mean anything once a model is trained (they only
+# named an initialisation file): dropped, at any depth, when a stored config is read back.
+RETIRED_KEYS = frozenset({"trunk_checkpoint"})
+
+
+def _without(values: Any, retired: frozenset[str]) -> Any:
+    if isinstance(values, dict):
+        return {k: _without(v, retired) for k, v in values.items() if k not in retired}
+    return values
+
+
 def config_from_dict(schema: type[T], values: Any, where: str = "<dict>") -> T:
     """A config dataclass from a stored plain dict (a checkpoint's `config["model"]`): the schema's defaults
-    for missing keys, nested dataclasses rebuilt, unknown keys and wrong types an error naming the key.
+    for missing keys, nested dataclasses rebuilt, `RETIRED_KEYS` dropped, other unknown keys and wrong types
+    an error naming the key.
 
     Raises:
         ConfigError: `values` is not a mapping, or does not fit `schema`.
     """
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping for {schema.__name__}, got {type(values).__name__}")
+    values = _without(values, RETIRED_KEYS)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(values))
         return OmegaConf.to_object(merged)  # type: ignore[return-value]

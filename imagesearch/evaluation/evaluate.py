@@ -31,13 +31,14 @@ from imagesearch.config import config_to_dict, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
+from imagesearch.detector.model import DetectionConfig
 from imagesearch.evaluation.box_choice import compare_box_choices
-from imagesearch.features.classify import CropClassifier
-from imagesearch.features.extract import CropFeatures, FeatureConfig, build_extractor
+from imagesearch.evaluation.models import CropClassifier, build_extractor
+from imagesearch.features.extract import CropFeatures, FeatureConfig
 from imagesearch.features.fusion import choose_fusion_weight
 from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
-from imagesearch.matching.matcher import DetectionConfig, Matcher, MatcherConfig, VideoTrace, results_of
+from imagesearch.matching.matcher import Matcher, MatcherConfig, VideoTrace, results_of
 from imagesearch.metrics.detection import voc_ap50
 from imagesearch.metrics.diagnostics import diagnostics_dict
 from imagesearch.metrics.official import ScoreReport, score
@@ -73,11 +74,13 @@ class DataSection:
 
 @dataclass
 class DetectorSection(DetectionConfig):
-    """A detector checkpoint ("" = none) and how its boxes are post-processed (see `DetectionConfig`)."""
+    """A detector checkpoint ("" = none) and how its boxes are post-processed (`DetectionConfig`: one score
+    threshold, one NMS, one cap per image, for product images and frames alike)."""
 
     checkpoint: str = ""
     device: str = "auto"
     amp: bool = True  # float16 autocast of the detector on CUDA (ignored on the CPU)
+    batch_size: int = 10  # frames per detector pass; frames of consecutive videos share a batch
 
 
 @dataclass
@@ -145,12 +148,14 @@ def _load_models(cfg: EvalRun) -> dict[str, Any]:
 
     models: dict[str, Any] = {"detector": None, "classify": None, "merge_map": None, "files": []}
     if cfg.detector.checkpoint:
-        from imagesearch.detector.model import Detector  # a trained stage: imported only when used
+        from imagesearch.detector import Detector  # a trained stage: imported only when used
 
         path = Path(cfg.detector.checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"detector.checkpoint: detector checkpoint not found: {path}")
-        models["detector"] = Detector.from_checkpoint(path, device=_device(cfg.detector.device), amp=cfg.detector.amp)
+        d = cfg.detector
+        post = DetectionConfig(d.min_score, d.nms_iou, d.max_per_image)
+        models["detector"] = Detector.from_checkpoint(path, device=_device(d.device), amp=d.amp, post=post)
         models["det_file"] = path
     elif not cfg.matcher.gt_boxes or cfg.gallery.boxes == "detector":
         raise ValueError(
@@ -294,8 +299,8 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     )  # fmt: skip
     index_kwargs = {"nlist": cfg.index.nlist, "nprobe": cfg.index.nprobe} if cfg.index.kind == "faiss_ivf" else {}
     matcher = Matcher(
-        gallery, extractor, cfg.matcher, cfg.detector, models["detector"], models["classify"],
-        models["merge_map"], cfg.index.kind, index_kwargs,
+        gallery, extractor, cfg.matcher, models["detector"], models["classify"], models["merge_map"],
+        cfg.index.kind, index_kwargs, det_batch=cfg.detector.batch_size,
     )  # fmt: skip
     traces = matcher.run(split, progress=cfg.progress)
     results = results_of(traces)
@@ -373,13 +378,12 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
 def annotated_query_parts(
     split: Split,
     extractor: CropFeatures,
-    margin: float,
-    max_side: int,
     progress: bool = True,
     workers: int = 0,
     prefetch: int = 2,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Feature parts of every annotated product crop (instance > 0) of every annotated frame of the present videos.
+    """Feature parts of every annotated product crop (instance > 0) of every annotated frame of the present
+    videos, cut with the extractor's crop path and geometry (as the gallery's).
 
     Args:
         workers, prefetch: decoding processes and videos decoded ahead per process, as the matcher's
@@ -407,7 +411,8 @@ def annotated_query_parts(
                     items.append(split.instance_to_item[b.instance_id])
         if boxes:  # the crop path of the gallery (extractor.crop_path), so the parts are comparable
             images = got.frame_list()
-            chunks.append(extractor.box_parts(images, np.array(owners), np.array(boxes, np.float64), margin, max_side))
+            box_arr = np.array(boxes, np.float64)
+            chunks.append(extractor.box_parts(images, np.array(owners), box_arr, extractor.margin, extractor.max_side))
     if not chunks:
         raise ValueError(f"{split.root}: no annotated product crop in a present video to tune the fusion on")
     return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, items
@@ -428,9 +433,7 @@ def tune_fusion_weight(cfg: EvalRun, candidates: Sequence[float] = (0.0, 0.05, 0
     extractor = build_extractor(cfg.features)
     gallery = build_gallery(split, extractor, replace(cfg.gallery, boxes="annotated"), progress=cfg.progress)
     m = cfg.matcher
-    parts, items = annotated_query_parts(
-        split, extractor, m.margin, m.max_side, cfg.progress, workers=m.decode_workers, prefetch=m.prefetch
-    )
+    parts, items = annotated_query_parts(split, extractor, cfg.progress, workers=m.decode_workers, prefetch=m.prefetch)
     weight, table = choose_fusion_weight(parts, gallery.parts, items, gallery.item_ids, candidates)
     log.info("fusion: lbp_weight %.3g chosen on %s: %s", weight, split.root, table)
     return {"lbp_weight": weight, "table": table, "split": str(split.root), "num_queries": len(items), "num_gallery": len(gallery)}  # fmt: skip

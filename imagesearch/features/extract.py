@@ -6,11 +6,17 @@ histogram). `fuse` then concatenates them with weights {global: 1, lbp: lbp_weig
 (`features.fusion.fuse`). The parts are what the gallery cache stores, so a new fusion weight never
 needs the gallery recomputed, and `choose_fusion_weight` can pick it from the same parts.
 
-Global features (`FEATURES`, chosen by `FeatureConfig.kind`):
-- "imagenet_vgg16": a frozen VGG16 trunk from a weights file (the converter's output, SPEC §5),
-  cut after the ReLU of `layer` (conv5_3 by default) and globally pooled (average by default): the
-  SPEC §6 baseline that needs no training. `weights: none` gives a random-init trunk (tests only).
-- "embedder": a trained embedder checkpoint (`imagesearch.embedder.model.load_embedder`).
+Global features, chosen by `FeatureConfig.kind`:
+- "imagenet_vgg16" (`imagenet_vgg16` here): a frozen VGG16 trunk from a weights file (the converter's
+  output, SPEC §5), cut after the ReLU of `layer` (conv5_3 by default) and globally pooled (average by
+  default): the SPEC §6 baseline that needs no training. `weights: none` gives a random-init trunk (tests).
+- "embedder": a trained embedder checkpoint. Turning a trained stage into a feature is the evaluation's
+  business (`imagesearch.evaluation.models.build_extractor`): this package is pure feature code and
+  imports no stage.
+
+Crop geometry (`margin`, `max_side`) is one setting of the extractor (`CropFeatures.margin` /
+`.max_side`), which the gallery and the matcher both read, so product and frame crops are cut alike; an
+embedder brings the geometry it was trained with unless the config overrides it on purpose.
 
 Crop paths (`FeatureConfig.crops`): "roi_align" cuts every box of a stack of images on the model's
 device in one batched `torchvision.ops.roi_align` call straight to the input size, LBP from the same
@@ -21,8 +27,8 @@ tests) always takes the CPU path, and its key says so.
 
 On CUDA the models run under autocast (`amp`: bf16 / fp16) in channels-last layout; the CPU stays fp32.
 
-`TorchCrops` (crops -> resized, normalised batches -> a model) is shared with `classify.CropClassifier`,
-the trained classifier behind the matcher's category-consistency filter.
+`TorchCrops` (crops -> resized, normalised batches -> a model) is shared with the trained classifier
+behind the matcher's category-consistency filter (`evaluation.models.CropClassifier`).
 """
 
 from __future__ import annotations
@@ -47,18 +53,21 @@ from imagesearch.features.roi import CROP_PATHS, roi_parts
 from imagesearch.runtime import progress_bar, resolve_device
 
 __all__ = [
-    "FEATURES",
+    "CROP_MARGIN",
+    "CROP_MAX_SIDE",
     "CropFeatures",
     "FeatureConfig",
     "GlobalFeature",
     "LBPConfig",
     "TorchCrops",
-    "build_extractor",
+    "check_feature_config",
+    "imagenet_vgg16",
     "missing_weights_message",
 ]
 
 CONVERTER = "python scripts/convert_vgg16_weights.py --out {path}"
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CROP_MARGIN, CROP_MAX_SIDE = 0.1, 256  # the crop geometry of a feature that brings none of its own
 
 
 @dataclass
@@ -84,6 +93,10 @@ class FeatureConfig:
         pool: imagenet_vgg16: "avg" (SPEC §6), "max" or "gem".
         image_size: imagenet_vgg16: crops are resized to image_size x image_size.
         checkpoint: embedder: the checkpoint file.
+        margin: crop growth on each side, a fraction of the box size, for gallery and query crops alike;
+            None = the geometry the embedder was trained with (its checkpoint's `data.margin`), else 0.1.
+        max_side: CPU crop path: crops are shrunk to this longer side first; None = the embedder's
+            `data.max_side`, else 256.
         lbp_weight: weight of the LBP part, the global part weighing 1; 0 = the global feature alone.
             Choose it on validation data (`choose_fusion_weight`), never on the data reported.
         lbp: LBP histogram settings.
@@ -101,6 +114,8 @@ class FeatureConfig:
     pool: str = "avg"
     image_size: int = 224
     checkpoint: str = ""
+    margin: float | None = None
+    max_side: int | None = None
     lbp_weight: float = 0.0
     lbp: LBPConfig = field(default_factory=LBPConfig)
     batch_size: int = 32
@@ -209,7 +224,8 @@ class _PooledTrunk(nn.Module):
         return self.pool(self.trunk(x))
 
 
-def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
+def imagenet_vgg16(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
+    """The "imagenet_vgg16" global feature of `cfg` and the weights file it reads (for cache keys)."""
     weights = cfg.weights.strip()
     files: list[Path] = []
     if weights.lower() not in ("", "none"):
@@ -226,25 +242,6 @@ def _imagenet_vgg16(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
     return GlobalFeature(runner, lambda y: F.normalize(y, dim=1), "features: vgg16"), files
 
 
-def _embedder(cfg: FeatureConfig) -> tuple[GlobalFeature, list[Path]]:
-    from imagesearch.embedder.model import load_embedder  # a trained stage: imported only when used
-
-    path = Path(cfg.checkpoint).expanduser()
-    if not cfg.checkpoint or not path.is_file():
-        raise FileNotFoundError(f"features.checkpoint: embedder checkpoint not found: {cfg.checkpoint!r}")
-    embedder = load_embedder(path)
-    # The embedder's forward is `Embedder.embed_crops` without its per-crop loop: same resize
-    # (its own image_size), same normalisation, eval mode; it L2-normalises inside.
-    runner = TorchCrops(embedder, embedder.cfg.image_size, cfg.batch_size, cfg.device, cfg.amp, cfg.channels_last)
-    return GlobalFeature(runner, lambda y: y, "features: embedder"), [path]
-
-
-FEATURES: dict[str, Callable[[FeatureConfig], tuple[GlobalFeature, list[Path]]]] = {
-    "imagenet_vgg16": _imagenet_vgg16,
-    "embedder": _embedder,
-}  # fmt: skip
-
-
 class CropFeatures:
     """Crops -> {"global": (N, Dg), "lbp": (N, Dl)} parts, and their weighted fusion.
 
@@ -253,14 +250,22 @@ class CropFeatures:
             device path (`from_tensor`), which `features.crops: roi_align` needs.
         cfg: the features config (for LBP settings, the fusion weight, the crop path and the cache key).
         files: files the global feature depends on (weights / checkpoints), for cache keys.
+        geometry: the (margin, max_side) the global feature was trained with, used where the config leaves
+            them None; default (CROP_MARGIN, CROP_MAX_SIDE).
+
+    Attributes:
+        margin, max_side: the crop geometry in effect, which the gallery and the matcher cut crops with.
     """
 
     def __init__(
-        self, global_fn: Callable[[Sequence[np.ndarray], bool], np.ndarray], cfg: FeatureConfig, files: Sequence[Path]
-    ) -> None:
+        self, global_fn: Callable[[Sequence[np.ndarray], bool], np.ndarray], cfg: FeatureConfig, files: Sequence[Path],
+        geometry: tuple[float, int] = (CROP_MARGIN, CROP_MAX_SIDE),
+    ) -> None:  # fmt: skip
         self.global_fn = global_fn
         self.cfg = cfg
         self.files = [Path(f) for f in files]
+        self.margin = float(cfg.margin if cfg.margin is not None else geometry[0])
+        self.max_side = int(cfg.max_side if cfg.max_side is not None else geometry[1])
         self.calls = 0  # how many times crops were run through the models (a cache test counts them)
 
     @property
@@ -287,6 +292,7 @@ class CropFeatures:
         for name in ("lbp_weight", "batch_size", "device", "channels_last"):
             d.pop(name, None)
         d["crops"] = self.crop_path
+        d["margin"], d["max_side"] = self.margin, self.max_side  # the geometry in effect, not its source
         runner = getattr(self.global_fn, "runner", None)
         d["amp"] = runner.amp if isinstance(runner, TorchCrops) else "none"
         return d
@@ -352,15 +358,13 @@ class CropFeatures:
         return self.fuse(self.parts(crops, progress))
 
 
-def build_extractor(cfg: FeatureConfig) -> CropFeatures:
-    """The extractor named by `cfg.kind`.
+def check_feature_config(cfg: FeatureConfig) -> None:
+    """Settings that no feature kind accepts.
 
     Raises:
-        ValueError: an unknown kind or a negative LBP weight.
-        FileNotFoundError: a weights file or checkpoint that does not exist (with how to make it).
+        ValueError: a negative LBP weight, an LBP grid that is not [rows, cols], an unknown crop path or
+            autocast dtype, a negative margin.
     """
-    if cfg.kind not in FEATURES:
-        raise ValueError(f"features.kind: unknown {cfg.kind!r}; choose one of {sorted(FEATURES)}")
     if not (cfg.lbp_weight >= 0 and np.isfinite(cfg.lbp_weight)):
         raise ValueError(f"features.lbp_weight must be finite and >= 0, got {cfg.lbp_weight}")
     if len(cfg.lbp.grid) != 2:
@@ -369,5 +373,5 @@ def build_extractor(cfg: FeatureConfig) -> CropFeatures:
         raise ValueError(f"features.crops: unknown {cfg.crops!r}; choose one of {list(CROP_PATHS)}")
     if cfg.amp not in AMP_DTYPES:
         raise ValueError(f"features.amp: unknown {cfg.amp!r}; choose one of {sorted(AMP_DTYPES)}")
-    feature, files = FEATURES[cfg.kind](cfg)
-    return CropFeatures(feature, cfg, files)
+    if cfg.margin is not None and cfg.margin < 0:
+        raise ValueError(f"features.margin must be >= 0 (or null for the feature's own), got {cfg.margin}")

@@ -1,8 +1,8 @@
 """The matcher's options and its per-video decisions from queries (pure: no models, no files).
 
-`MatcherConfig` and `DetectionConfig` are the `matcher` and `detector` sections of an evaluation
-config; `VideoTrace` is what `Matcher` records per video; `decide` applies the rules of `voting.py` /
-`assign.py` in their order; `results_of` turns decided traces into `result.json` content. Kept apart
+`MatcherConfig` is the `matcher` section of an evaluation config (the detector post-processes its own
+boxes: `detector.model.DetectionConfig`); `VideoTrace` is what `Matcher` records per video; `decide`
+applies the rules of `voting.py` / `assign.py` in their order; `results_of` turns decided traces into `result.json` content. Kept apart
 from `matcher.py` (models, decoding, batching) so the rules can be read and tested alone.
 """
 
@@ -17,7 +17,7 @@ from imagesearch.matching.assign import abstain, assign_one_to_one, decisions_to
 from imagesearch.matching.boxes import FRAME_RULES, ITEM_RULES, choose_boxes
 from imagesearch.matching.voting import WEIGHTINGS, FrameCandidates, VideoDecision, two_piece_search, vote
 
-__all__ = ["DetectionConfig", "MatcherConfig", "VideoTrace", "decide", "results_of"]
+__all__ = ["MatcherConfig", "VideoTrace", "decide", "results_of"]
 
 
 @dataclass
@@ -52,8 +52,6 @@ class MatcherConfig:
         item_box_choice: the product-image box (`boxes.ITEM_RULES`): "paired" (the chosen detection's
             closest crop of the item) or "most_matched" (the crop of that piece matched by the most voters).
         box_window: "consensus" compares boxes at most this many frames apart (0: any frames).
-        margin: crop growth on each side, as a fraction of the box size.
-        max_side: crops larger than this are shrunk first.
         decode_workers: processes decoding frames ahead of the models; 0 decodes in the main process.
         prefetch: videos decoded ahead per decode worker.
     """
@@ -74,8 +72,6 @@ class MatcherConfig:
     box_choice: str = "best_match"
     item_box_choice: str = "paired"
     box_window: int = 80
-    margin: float = 0.1
-    max_side: int = 256
     decode_workers: int = 0
     prefetch: int = 2
 
@@ -90,24 +86,6 @@ def _check_box_rules(cfg: MatcherConfig) -> None:
             f"matcher.box_choice / item_box_choice: choose from {sorted(FRAME_RULES)} / {list(ITEM_RULES)}, "
             f"got {cfg.box_choice!r} / {cfg.item_box_choice!r}"
         )
-
-
-@dataclass
-class DetectionConfig:
-    """How detections become query boxes (the `detector` section, beside its checkpoint).
-
-    Attributes:
-        min_score: the lowest detection score kept.
-        max_per_frame: at most this many boxes per frame, best first, after de-duplication.
-        dedupe_iou: NMS IoU: a box overlapping a higher-scoring kept box more than this is a duplicate
-            or an occluded garment and is dropped (SPEC §3 stage 7).
-        batch_size: frames per detector forward pass (frames of consecutive videos share a batch).
-    """
-
-    min_score: float = 0.3
-    max_per_frame: int = 8
-    dedupe_iou: float = 0.5
-    batch_size: int = 10
 
 
 @dataclass

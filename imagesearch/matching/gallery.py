@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Gallery", "GalleryConfig", "GalleryRecord", "build_gallery", "file_fingerprint", "gallery_key"]
 
 BOX_SOURCES = ("annotated", "detector")
-CACHE_VERSION = 2  # 2: detector galleries fall back to the best box or the whole image
+CACHE_VERSION = 3  # 2: detector galleries fall back to the best box or the whole image; 3: the detector post-processes
 
 
 @dataclass
@@ -49,11 +49,6 @@ class GalleryConfig:
     Attributes:
         boxes: "annotated" (the image annotations' boxes) or "detector" (the detector's, on every image).
         include_distractors: annotated boxes only: also keep garments with instance_id 0.
-        margin: crop growth on each side, as a fraction of the box size.
-        max_side: crops larger than this are shrunk first (the feature resizes them anyway).
-        min_score: detector boxes: the lowest score kept.
-        max_per_image: detector boxes: at most this many per image, best first, after de-duplication.
-        dedupe_iou: detector boxes: NMS IoU between kept boxes of one image.
         cache_dir: parent folder of the gallery caches.
         chunk_images: product images read and embedded per chunk (bounds the memory of images).
         decode_workers: threads reading the product images of a chunk (cv2 decodes without the GIL); 0 or 1
@@ -62,11 +57,6 @@ class GalleryConfig:
 
     boxes: str = "annotated"
     include_distractors: bool = False
-    margin: float = 0.1
-    max_side: int = 256
-    min_score: float = 0.3
-    max_per_image: int = 4
-    dedupe_iou: float = 0.5
     cache_dir: str = "data/cache/gallery"
     chunk_images: int = 256
     decode_workers: int = 4
@@ -130,14 +120,20 @@ class Gallery:
 
 
 class Detects(Protocol):
-    """What the gallery needs of a detector: `detect(frames) -> [{"boxes", "scores", "labels"}]`."""
+    """What the gallery and the matcher need of a detector (`detector.Detector`): its post-processed boxes,
+    `detect(frames, keep_best) -> [{"boxes", "scores", "labels"}]`, the score threshold it applied
+    (`post.min_score`) and what decides its boxes besides its weights file (`key_config()`)."""
 
-    def detect(self, frames: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]: ...
+    post: Any
+
+    def detect(self, frames: Sequence[np.ndarray], keep_best: bool = False) -> list[dict[str, np.ndarray]]: ...
+
+    def key_config(self) -> dict[str, Any]: ...
 
 
 class LabelsBoxes(Protocol):
     """What the gallery and the matcher need of a classifier: a category name per box of the given
-    images (`features.classify.CropClassifier`, which cuts the crops by the features' crop path)."""
+    images (`evaluation.models.CropClassifier`, which cuts the crops by the features' crop path)."""
 
     def box_labels(
         self, images: Sequence[np.ndarray], owners: np.ndarray, boxes: np.ndarray, margin: float, max_side: int
@@ -159,15 +155,17 @@ def _split_fingerprint(split: Split, with_boxes: bool) -> str:
 
 
 def gallery_key(
-    split: Split, extractor: CropFeatures, cfg: GalleryConfig, model_files: Sequence[str | Path] = ()
-) -> tuple[str, dict[str, Any]]:
+    split: Split, extractor: CropFeatures, cfg: GalleryConfig, model_files: Sequence[str | Path] = (),
+    detector: Detects | None = None,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
     """The cache key of a gallery and the description it hashes.
 
     Args:
         split: the split whose product images form the gallery.
-        extractor: the feature extractor (its settings and weight files count).
+        extractor: the feature extractor (its settings, crop geometry and weight files count).
         cfg: the gallery settings (`cache_dir`, `chunk_images` and `decode_workers` do not count).
         model_files: further files the rows depend on (detector, classifier checkpoints).
+        detector: with detector boxes, its post-processing counts (`key_config`).
 
     Returns:
         (16 hex digits, the JSON-ready description that was hashed).
@@ -175,13 +173,11 @@ def gallery_key(
     settings = {
         k: v for k, v in config_to_dict(cfg).items() if k not in ("cache_dir", "chunk_images", "decode_workers")
     }
-    if cfg.boxes == "annotated":
-        for name in ("min_score", "max_per_image", "dedupe_iou"):
-            settings.pop(name)  # detector-only settings must not invalidate an annotated gallery
     files = [*extractor.files, *map(Path, model_files)]
     desc = {
         "version": CACHE_VERSION,
         "gallery": settings,
+        "detector": detector.key_config() if cfg.boxes == "detector" and detector is not None else None,
         "features": extractor.key_config(),
         "split": _split_fingerprint(split, with_boxes=cfg.boxes == "annotated"),
         "files": {str(f): file_fingerprint(f) for f in files},
@@ -203,28 +199,20 @@ def _annotated_rows(im: ProductImage, cfg: GalleryConfig) -> list[GalleryRecord]
     ]
 
 
-def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], size: tuple[int, int], cfg: GalleryConfig) -> list[GalleryRecord]:  # fmt: skip
+def _detected_rows(im: ProductImage, det: dict[str, np.ndarray], size: tuple[int, int], min_score: float) -> list[GalleryRecord]:  # fmt: skip
     """The gallery rows of one product image from its detections (`size` = (height, width)).
 
-    Detections >= `min_score`, de-duplicated, at most `max_per_image`; an image with none keeps its
-    best detection (source "detector_low"), and one with no detection at all the whole image
-    ("whole_image"): every item stays reachable. Annotations are never read here.
+    The detector's boxes as it post-processed them with `keep_best` (source "detector", or "detector_low"
+    for an image's single best box below `min_score`); an image with no detection at all gives the whole
+    image ("whole_image"): every item stays reachable. Annotations are never read here.
     """
-    from imagesearch.matching.voting import dedupe_boxes
-
-    keep = det["scores"] >= cfg.min_score
-    boxes, scores = det["boxes"][keep], det["scores"][keep]
-    order = dedupe_boxes(boxes, scores, cfg.dedupe_iou)[: cfg.max_per_image] if len(boxes) else []
     rows = [
-        GalleryRecord(im.item_id, im.img_name, tuple(map(float, boxes[i])), None, 0, float(scores[i]), "detector")  # type: ignore[arg-type]
-        for i in order
-    ]
+        GalleryRecord(im.item_id, im.img_name, tuple(map(float, box)), None, 0, float(score),  # type: ignore[arg-type]
+                      "detector" if score >= min_score else "detector_low")
+        for box, score in zip(det["boxes"], det["scores"], strict=True)
+    ]  # fmt: skip
     if rows:
         return rows
-    if len(det["scores"]):
-        best = int(np.argmax(det["scores"]))
-        box, score = tuple(map(float, det["boxes"][best])), float(det["scores"][best])
-        return [GalleryRecord(im.item_id, im.img_name, box, None, 0, score, "detector_low")]  # type: ignore[arg-type]
     whole = (0.0, 0.0, float(size[1]), float(size[0]))
     return [GalleryRecord(im.item_id, im.img_name, whole, None, 0, 0.0, "whole_image")]
 
@@ -257,8 +245,9 @@ def _compute(
         readable = [(im, rgb) for im, rgb in loaded if rgb is not None]
         if cfg.boxes == "detector":
             assert detector is not None
-            dets = detector.detect([rgb for _, rgb in readable]) if readable else []
-            rows = [(j, r) for j, ((im, rgb), d) in enumerate(zip(readable, dets, strict=True)) for r in _detected_rows(im, d, rgb.shape[:2], cfg)]  # fmt: skip
+            dets = detector.detect([rgb for _, rgb in readable], keep_best=True) if readable else []
+            floor = detector.post.min_score
+            rows = [(j, r) for j, ((im, rgb), d) in enumerate(zip(readable, dets, strict=True)) for r in _detected_rows(im, d, rgb.shape[:2], floor)]  # fmt: skip
         else:
             rows = [(j, r) for j, (im, _) in enumerate(readable) for r in _annotated_rows(im, cfg)]
         recs = [r for _, r in rows]
@@ -267,10 +256,10 @@ def _compute(
             owners = np.array([j for j, _ in rows], np.int64)
             boxes = np.array([r.box for _, r in rows], np.float64)
             if classify is not None:
-                labels = classify.box_labels(pictures, owners, boxes, cfg.margin, cfg.max_side)
+                labels = classify.box_labels(pictures, owners, boxes, extractor.margin, extractor.max_side)
                 recs = [GalleryRecord(**{**asdict(r), "label": lab}) for r, lab in zip(recs, labels, strict=True)]
             # The same crop path as the queries (extractor.crop_path, part of the cache key).
-            chunks.append(extractor.box_parts(pictures, owners, boxes, cfg.margin, cfg.max_side))
+            chunks.append(extractor.box_parts(pictures, owners, boxes, extractor.margin, extractor.max_side))
             records += recs
         bar.update(len(loaded))
     bar.close()
@@ -343,7 +332,7 @@ def build_gallery(
             f"gallery.boxes: 'annotated' needs annotated product images and {split.root} has none "
             "(a test split?): use gallery.boxes=detector with a detector checkpoint"
         )
-    key, desc = gallery_key(split, extractor, cfg, model_files)
+    key, desc = gallery_key(split, extractor, cfg, model_files, detector)
     folder = Path(cfg.cache_dir) / key
     images = {f"{im.item_id}/{im.img_name}": im for im in split.product_images()}
     if use_cache and (folder / "meta.json").is_file():

@@ -33,17 +33,16 @@ import numpy as np
 from imagesearch.data.prefetch import DecodedVideo, FramePlan, iter_decoded, sample_frames
 from imagesearch.data.records import Split, Video
 from imagesearch.features.extract import CropFeatures
-from imagesearch.matching.decisions import DetectionConfig, MatcherConfig, VideoTrace, decide, results_of
+from imagesearch.matching.decisions import MatcherConfig, VideoTrace, decide, results_of
 from imagesearch.matching.gallery import Detects, Gallery, LabelsBoxes
 from imagesearch.matching.index import build_index
-from imagesearch.matching.voting import FrameCandidates, Neighbour, dedupe_boxes
+from imagesearch.matching.voting import FrameCandidates, Neighbour
 from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
 # The options, traces and decision rules live in decisions.py; re-exported here, where callers meet them.
 __all__ = [
-    "DetectionConfig",
     "FramePlan",
     "LabelsBoxes",
     "MatcherConfig",
@@ -78,12 +77,15 @@ class Matcher:
         gallery: the gallery rows and feature parts.
         extractor: the same feature extractor that built the gallery.
         cfg: matcher options.
-        det_cfg: detection post-processing (used with a detector).
-        detector: `detect(frames)`; required unless `cfg.gt_boxes`.
+        detector: `detect(frames)` giving the post-processed query boxes (`Detects`, e.g.
+            `detector.Detector`); required unless `cfg.gt_boxes`.
         classify: boxes of frames -> category names, for the category filter (`LabelsBoxes`, e.g.
-            `features.classify.CropClassifier`, which cuts the crops itself); None: no categories.
+            `evaluation.models.CropClassifier`, which cuts the crops itself); None: no categories.
         merge_map: category -> merged group, applied to query and gallery categories.
         index: "brute", "faiss_flat" or "faiss_ivf", and its keyword arguments.
+        det_batch: frames per detector pass (frames of consecutive videos share a batch).
+
+    Crops are cut with the extractor's geometry (`extractor.margin`, `.max_side`), as the gallery's are.
 
     Attributes:
         timings: seconds per stage of the last `run` ("decode" = waiting for decoded frames).
@@ -95,19 +97,19 @@ class Matcher:
         gallery: Gallery,
         extractor: CropFeatures,
         cfg: MatcherConfig,
-        det_cfg: DetectionConfig | None = None,
         detector: Detects | None = None,
         classify: LabelsBoxes | None = None,
         merge_map: Mapping[str, str] | None = None,
         index: str = "brute",
         index_kwargs: Mapping[str, object] | None = None,
+        det_batch: int = 10,
     ) -> None:
         if not cfg.gt_boxes and detector is None:
             raise ValueError("matcher: without matcher.gt_boxes a detector checkpoint is needed (detector.checkpoint)")
         if cfg.category_filter and classify is None:
             log.warning("matcher.category_filter is on but no classifier is given: the filter keeps every neighbour")
         self.gallery, self.extractor, self.cfg = gallery, extractor, cfg
-        self.det_cfg = det_cfg or DetectionConfig()
+        self.det_batch = max(1, det_batch)
         self.detector, self.classify = detector, classify
         self.merge_map = dict(merge_map or {})
         self.index = build_index(index, **dict(index_kwargs or {}))
@@ -155,24 +157,15 @@ class Matcher:
         for (w, j), det in zip(batch, detections, strict=True):
             i = w.trace.frame_indices[j]
             frame = next((f for f in w.video.frames if f.frame_index == i), None)
-            if frame is not None:  # detector AP@0.5 on the sampled annotated frames, class-agnostic
+            if frame is not None:  # AP@0.5 of the boxes the matcher uses, on the sampled annotated frames
                 gt = np.asarray([b.xyxy for b in frame.boxes], np.float64).reshape(-1, 4)
                 ones = np.ones(len(det["scores"]), np.int64)
                 w.trace.detections.append(
                     ({"boxes": det["boxes"], "scores": det["scores"], "labels": ones},
                      {"boxes": gt, "labels": np.ones(len(gt), np.int64)})
                 )  # fmt: skip
-            boxes, scores = self.kept_detections(det)
-            w.boxes += [(i, tuple(map(float, b)), float(s), -1) for b, s in zip(boxes, scores, strict=True)]
+            w.boxes += [(i, tuple(map(float, b)), float(s), -1) for b, s in zip(det["boxes"], det["scores"], strict=True)]  # fmt: skip
             w.undetected -= 1
-
-    def kept_detections(self, det: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """One frame's query boxes and scores from its detections: score >= `min_score`, duplicates and
-        occluded boxes dropped (`dedupe_boxes`), at most `max_per_frame`, best first."""
-        ok = det["scores"] >= self.det_cfg.min_score
-        boxes, scores = det["boxes"][ok], det["scores"][ok]
-        kept = dedupe_boxes(boxes, scores, self.det_cfg.dedupe_iou)[: self.det_cfg.max_per_frame] if len(boxes) else []
-        return boxes[kept], scores[kept]
 
     def _recall_boxes(self, work: _Work, split: Split) -> list[tuple[int, tuple, str]]:
         """(frame index, box, true item) of the annotated product boxes of the sampled annotated frames."""
@@ -205,7 +198,7 @@ class Matcher:
         dist, rows = self._search(images, owner_arr, box_arr)
         labels: list[str | None] = [None] * len(boxes)
         if self.classify is not None and queries:  # only the queries need a category
-            sel, margin, max_side = np.asarray(queries), self.cfg.margin, self.cfg.max_side
+            sel, margin, max_side = np.asarray(queries), self.extractor.margin, self.extractor.max_side
             got = self.classify.box_labels(images, owner_arr[sel], box_arr[sel], margin, max_side)
             for p, label in zip(queries, got, strict=True):
                 labels[p] = label
@@ -232,7 +225,8 @@ class Matcher:
         if not len(boxes):
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         with self._timed("embed"):
-            parts = self.extractor.box_parts(images, owners, boxes, self.cfg.margin, self.cfg.max_side, self.extractor.needed_parts)  # fmt: skip
+            ex = self.extractor
+            parts = ex.box_parts(images, owners, boxes, ex.margin, ex.max_side, ex.needed_parts)
             query = self.extractor.fuse(parts)
         with self._timed("search"):
             return self.index.search(query, k)
@@ -258,7 +252,7 @@ class Matcher:
         Resets `timings` and `max_frames_held`.
         """
         self.timings, self.max_frames_held = dict.fromkeys(STAGES, 0.0), 0
-        batch, gt = max(1, self.det_cfg.batch_size), self.cfg.gt_boxes
+        batch, gt = self.det_batch, self.cfg.gt_boxes
         inflight: list[_Work] = []  # decoded, in order, not yet searched
         queue: list[tuple[_Work, int]] = []  # frames waiting for the detector
         decoded = iter_decoded(videos, self.plan, self.cfg.decode_workers, self.cfg.prefetch)

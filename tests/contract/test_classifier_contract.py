@@ -6,6 +6,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from imagesearch.checkpoint import save_checkpoint
@@ -76,3 +77,16 @@ def test_load_classifier_ignores_missing_init_files(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "c.pt", {"model": model.state_dict(), "config": {"model": config_to_dict(cfg)}})
     _, stored = load_classifier(path)
     assert stored.weights == "/gone/trunk.pth"
+
+
+def test_an_older_checkpoint_with_trunk_checkpoint_still_loads(tmp_path: Path) -> None:
+    # Written before the detector handed its trunk over as a file: the retired key only named an init file.
+    cfg = ClassifierModelConfig(width_mult=0.125, inception_width_mult=0.0625)
+    model = build_classifier(cfg)
+    stored = {**config_to_dict(cfg), "trunk_checkpoint": "/gone/detector.pt"}
+    path = save_checkpoint(tmp_path / "old.pt", {"model": model.state_dict(), "config": {"model": stored}})
+    loaded, got = load_classifier(path)
+    assert got == cfg
+    bad = save_checkpoint(tmp_path / "bad.pt", {"model": model.state_dict(), "config": {"model": {**stored, "typo": 1}}})
+    with pytest.raises(ValueError, match="typo"):
+        load_classifier(bad)

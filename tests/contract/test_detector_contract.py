@@ -125,13 +125,17 @@ def test_layout_equals_torchvision_ssd300() -> None:
 
 
 def test_detector_matches_the_standard_ssd_path(model: torch.nn.Module) -> None:
-    # Detector skips SSD.transform (batched resize + normalise); boxes must equal SSD.forward's.
+    # Detector skips SSD.transform (batched resize + normalise) and post-processes by its own rule, which
+    # for one foreground class and SSD's own settings is torchvision's: boxes must equal SSD.forward's.
+    from imagesearch.detector.model import DetectionConfig
+
     model.eval()
+    ssd_rule = DetectionConfig(min_score=model.score_thresh, nms_iou=model.nms_thresh, max_per_image=model.detections_per_img)  # fmt: skip
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((120, 68, 3), (96, 96, 3), (120, 68, 3))]
     with torch.no_grad():
         expected = model([torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in frames])
-    got = Detector(model).detect(frames)
+    got = Detector(model, post=ssd_rule).detect(frames)
     assert len(got) == 3
     for g, e in zip(got, expected, strict=True):
         assert g["boxes"].dtype == np.float32 and g["labels"].dtype == np.int64
@@ -155,3 +159,37 @@ def test_detector_from_checkpoint(model: torch.nn.Module, tmp_path: Path) -> Non
     torch.save({"model": model.state_dict(), "config": {}}, path)
     with pytest.raises(ValueError, match=r"best.pt: not a training checkpoint of this stage \(no config\['model'\]"):
         Detector.from_checkpoint(path)
+
+
+def test_post_processing_thresholds_suppresses_caps_and_keeps_the_best(model: torch.nn.Module) -> None:
+    # Head outputs written by hand: zero regression (each candidate box is its default box) and background
+    # logits everywhere but on five chosen default boxes, whose garment scores are set exactly.
+    from torchvision.ops import box_iou, clip_boxes_to_image
+
+    from imagesearch.detector.model import DetectionConfig
+
+    det = Detector(model, post=DetectionConfig(min_score=0.5, nms_iou=0.5, max_per_image=2))
+    anchors = clip_boxes_to_image(det._anchors(), det.size)
+    iou = box_iou(anchors, anchors)
+    a = int((anchors[:, 2] - anchors[:, 0]).argmax())  # a large box
+    b = int(torch.nonzero((iou[a] > 0.6) & (torch.arange(len(anchors)) != a))[0, 0])  # overlaps a
+    far = torch.nonzero(iou[a] < 0.05).squeeze(1)
+    c = int(far[0])
+    d = int(next(i for i in far.tolist() if iou[c, i] < 0.05 and i != c))
+    e = int(next(i for i in far.tolist() if iou[c, i] < 0.05 and iou[d, i] < 0.05 and i not in (c, d)))
+    probability = {a: 0.9, b: 0.8, c: 0.7, d: 0.6, e: 0.4}
+    logits = torch.zeros(len(anchors), 2)
+    logits[:, 0] = 10.0  # background: garment probability ~4.5e-5
+    for i, p in probability.items():
+        logits[i, 0], logits[i, 1] = 0.0, math.log(p / (1 - p))
+    regression = torch.zeros(len(anchors), 4)
+    boxes, scores, labels = det._postprocess(regression, logits, keep_best=False)
+    # b falls to NMS (IoU > 0.5 with the better a), e to the score threshold, d to the cap of 2.
+    torch.testing.assert_close(boxes, anchors[[a, c]])
+    torch.testing.assert_close(scores, torch.tensor([0.9, 0.7]))
+    assert labels.tolist() == [1, 1]
+    det.post = DetectionConfig(min_score=0.95, nms_iou=0.5, max_per_image=2)
+    assert det._postprocess(regression, logits, keep_best=False)[0].shape == (0, 4)
+    best, best_score, _ = det._postprocess(regression, logits, keep_best=True)  # the gallery's rule
+    torch.testing.assert_close(best, anchors[[a]])
+    torch.testing.assert_close(best_score, torch.tensor([0.9]))

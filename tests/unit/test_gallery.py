@@ -12,6 +12,7 @@ import pytest
 
 from imagesearch import io as io_mod
 from imagesearch.data.reader import load_split
+from imagesearch.detector.model import DetectionConfig
 from imagesearch.io import file_fingerprint
 from imagesearch.matching.gallery import GalleryConfig, build_gallery, gallery_key
 from imagesearch.matching.matcher import Matcher, MatcherConfig
@@ -57,14 +58,15 @@ def test_cache_is_reused_and_rebuilt_when_a_checkpoint_changes(split, tmp_path):
 def test_cache_key_follows_the_settings_that_matter(split, tmp_path):
     ex = fake_extractor()
     base, _ = gallery_key(split, ex, _cfg(tmp_path))
-    assert gallery_key(split, ex, _cfg(tmp_path, margin=0.2))[0] != base
+    assert gallery_key(split, fake_extractor(margin=0.2), _cfg(tmp_path))[0] != base  # the crop geometry
+    assert gallery_key(split, fake_extractor(margin=0.1), _cfg(tmp_path))[0] == base  # ... in effect, not its source
     assert gallery_key(split, fake_extractor(image_size=112), _cfg(tmp_path))[0] != base
     assert gallery_key(split, fake_extractor(layer="conv4_3"), _cfg(tmp_path))[0] != base
     # Not part of the key: where the cache lives, batching, the device, the fusion weight, and the
-    # detector-only settings of an annotated gallery.
+    # detector of an annotated gallery.
     assert gallery_key(split, ex, GalleryConfig(cache_dir=str(tmp_path / "elsewhere")))[0] == base
     assert gallery_key(split, fake_extractor(batch_size=3, device="cpu", lbp_weight=0.4), _cfg(tmp_path))[0] == base
-    assert gallery_key(split, ex, _cfg(tmp_path, min_score=0.9))[0] == base
+    assert gallery_key(split, ex, _cfg(tmp_path), detector=_BoxDetector({}, min_score=0.9))[0] == base
     assert gallery_key(split, ex, _cfg(tmp_path, boxes="detector"))[0] != base
 
 
@@ -108,19 +110,27 @@ def test_configured_fusion_weight_flows_into_the_index(split, tmp_path):
 
 
 class _BoxDetector:
-    """Returns the annotated boxes of each image (found by size), shifted by 1 px, plus a low-score box."""
+    """A `Detects` whose raw detections are the annotated boxes of each image (found by size), shifted by 1 px,
+    at score 0.9, plus a box at 0.1; it post-processes them as `detector.Detector` does (min_score, keep_best)."""
 
-    def __init__(self, boxes_by_shape: dict[tuple[int, int], list]) -> None:
+    def __init__(self, boxes_by_shape: dict[tuple[int, int], list], min_score: float = 0.3) -> None:
         self.boxes_by_shape = boxes_by_shape
+        self.post = DetectionConfig(min_score=min_score)
         self.calls = 0
 
-    def detect(self, frames):
+    def key_config(self):
+        return {"post": vars(self.post)}
+
+    def detect(self, frames, keep_best=False):
         self.calls += 1
         out = []
         for f in frames:
             boxes = np.array([[x1 + 1, y1, x2 + 1, y2] for x1, y1, x2, y2 in self.boxes_by_shape[f.shape[:2]]] + [[0, 0, 5, 5]], np.float32)  # fmt: skip
             scores = np.array([0.9] * (len(boxes) - 1) + [0.1], np.float32)
-            out.append({"boxes": boxes, "scores": scores, "labels": np.ones(len(boxes), np.int64)})
+            keep = scores >= self.post.min_score
+            if keep_best and not keep.any():
+                keep = scores == scores.max()
+            out.append({"boxes": boxes[keep], "scores": scores[keep], "labels": np.ones(int(keep.sum()), np.int64)})
         return out
 
 
@@ -136,7 +146,7 @@ def test_detector_rows_never_read_annotations(split, tmp_path):
     image = split.product_images()[0]
     one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
     det = _BoxDetector({(image.height, image.width): [b.xyxy for b in image.boxes]})
-    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), det, progress=False)
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), det, progress=False)
     assert det.calls == 1
     expected = sorted((x1 + 1, y1, x2 + 1, y2) for x1, y1, x2, y2 in (b.xyxy for b in image.boxes))
     np.testing.assert_allclose(sorted(r.box for r in g.records), expected)
@@ -145,22 +155,25 @@ def test_detector_rows_never_read_annotations(split, tmp_path):
     assert all(r.score == pytest.approx(0.9) for r in g.records)
     # The same image without its annotation gives the same rows and the same cache key.
     bare = replace(one, items={image.item_id: replace(one.items[image.item_id], images=[replace(image, boxes=[])])})
-    assert gallery_key(bare, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0] == gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"))[0]  # fmt: skip
+    assert gallery_key(bare, fake_extractor(), _cfg(tmp_path, boxes="detector"), detector=det)[0] == gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), detector=det)[0]  # fmt: skip
+    # The detector's post-processing is part of the key (it decides the boxes).
+    other = _BoxDetector(det.boxes_by_shape, min_score=0.5)
+    assert gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), detector=other)[0] != gallery_key(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), detector=det)[0]  # fmt: skip
 
 
 def test_an_image_without_detections_stays_reachable(split, tmp_path):
     image = split.product_images()[0]
     one = replace(split, items={image.item_id: replace(split.items[image.item_id], images=[image])})
     low = _BoxDetector({(image.height, image.width): []})  # only the 0.1 box, below min_score
-    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector", min_score=0.3), low, use_cache=False, progress=False)  # fmt: skip
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), low, use_cache=False, progress=False)  # fmt: skip
     assert [(r.box, r.source) for r in g.records] == [((0.0, 0.0, 5.0, 5.0), "detector_low")]
     assert g.records[0].score == pytest.approx(0.1)
 
-    class Nothing:
-        def detect(self, frames):
+    class Nothing(_BoxDetector):
+        def detect(self, frames, keep_best=False):
             return [{"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32), "labels": np.zeros(0, np.int64)} for _ in frames]  # fmt: skip
 
-    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), Nothing(), use_cache=False, progress=False)  # fmt: skip
+    g = build_gallery(one, fake_extractor(), _cfg(tmp_path, boxes="detector"), Nothing({}), use_cache=False, progress=False)  # fmt: skip
     whole = (0.0, 0.0, float(image.width), float(image.height))
     assert [(r.box, r.source, r.score) for r in g.records] == [(whole, "whole_image", 0.0)]
 

@@ -16,10 +16,10 @@ from imagesearch.data.prefetch import iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.video import read_frames
 from imagesearch.evaluation.evaluate import annotated_query_parts
-from imagesearch.features.classify import CropClassifier
-from imagesearch.features.extract import FeatureConfig, LBPConfig, build_extractor
+from imagesearch.evaluation.models import CropClassifier, build_extractor
+from imagesearch.features.extract import FeatureConfig, LBPConfig
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
-from imagesearch.matching.matcher import DetectionConfig, FramePlan, Matcher, MatcherConfig
+from imagesearch.matching.matcher import FramePlan, Matcher, MatcherConfig
 from tests.unit.tiny_retrieval import fake_extractor, make_tiny_split
 
 
@@ -48,7 +48,7 @@ class _AnnotatedDetector:
                 self.by_key[frame.tobytes()] = np.asarray(boxes, np.float32).reshape(-1, 4)
         self.batches: list[int] = []
 
-    def detect(self, frames):
+    def detect(self, frames, keep_best=False):
         self.batches.append(len(frames))
         out = []
         for f in frames:
@@ -74,7 +74,7 @@ def test_prefetch_keeps_order_and_reports_skips(split):
 def _run(split, extractor, gallery, det_batch: int, workers: int):
     cfg = MatcherConfig(num_frames=3, frame_align=40, decode_workers=workers, k=3)
     detector = _AnnotatedDetector(split, FramePlan(3, align=40))
-    matcher = Matcher(gallery, extractor, cfg, DetectionConfig(batch_size=det_batch, min_score=0.0), detector)
+    matcher = Matcher(gallery, extractor, cfg, detector, det_batch=det_batch)
     return matcher, detector, matcher.run(split, progress=False)
 
 
@@ -134,8 +134,8 @@ def test_fusion_query_crops_decode_ahead_alike_and_skip_unreadable(split, caplog
     # The fusion tuning's queries: every product box of every annotated frame, the same whether the
     # frames are decoded here or in worker processes; the unreadable video is skipped with a warning.
     ex = fake_extractor()
-    parts, items = annotated_query_parts(split, ex, 0.1, 256, progress=False, workers=0)
-    parts2, items2 = annotated_query_parts(split, ex, 0.1, 256, progress=False, workers=2, prefetch=1)
+    parts, items = annotated_query_parts(split, ex, progress=False, workers=0)
+    parts2, items2 = annotated_query_parts(split, ex, progress=False, workers=2, prefetch=1)
     expected = [
         split.instance_to_item[b.instance_id]
         for v in ("011000", "011001")
@@ -214,6 +214,6 @@ def test_matcher_gives_a_crop_cutting_classifier_the_frames(split, tmp_path):
     # need no category: the classifier sees the queries only.
     detector, classify = _AnnotatedDetector(split, FramePlan(3, align=40)), _BoxLabels()
     cfg = MatcherConfig(num_frames=3, frame_align=40, k=2, category_filter=True)
-    matcher = Matcher(gallery, ex, cfg, DetectionConfig(min_score=0.0), detector, classify)
+    matcher = Matcher(gallery, ex, cfg, detector, classify)
     trace = matcher.query_video(split.videos["011000"], split)
     assert trace.annotated and classify.boxes == len(trace.queries) > 0

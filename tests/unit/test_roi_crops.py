@@ -11,7 +11,8 @@ import torch
 
 from imagesearch.data.crops import cut_crop, expand_box
 from imagesearch.data.reader import load_split
-from imagesearch.features.extract import CropFeatures, FeatureConfig, LBPConfig, build_extractor
+from imagesearch.evaluation.models import build_extractor
+from imagesearch.features.extract import CropFeatures, FeatureConfig, LBPConfig
 from imagesearch.features.lbp import lbp_histograms
 from imagesearch.features.roi import expand_boxes, gray_levels, lbp_from_crops, roi_crops
 
