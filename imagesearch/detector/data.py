@@ -12,10 +12,11 @@ finds all garments, retrieval decides which one is the product.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,23 +62,21 @@ class DetectionSample:
     img_name: str = ""
 
 
-def _video_key(video: Video) -> str:
+def _video_key(video: Video, indices: list[int]) -> str:
     stat = video.path.stat()
-    indices = sorted({f.frame_index for f in video.frames})
     raw = json.dumps([str(video.path.resolve()), stat.st_size, stat.st_mtime_ns, indices])
     return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 
-def _cache_video(video: Video, cache_root: Path) -> dict[int, Path] | None:
-    """Decode a video's annotated frames into its cache folder (once); None when it cannot be read."""
+def _cache_video(video: Video, cache_root: Path, indices: list[int]) -> dict[int, Path] | None:
+    """Decode the given frames of a video into its cache folder (once); None when it cannot be read."""
     from imagesearch.data.video import VideoError, read_frames  # decoding is only needed here
 
-    folder = cache_root / f"{video.video_id}_{_video_key(video)}"
+    folder = cache_root / f"{video.video_id}_{_video_key(video, indices)}"
     index = folder / FRAME_INDEX_NAME
     if index.is_file():
         names = json.loads(index.read_text(encoding="utf-8"))
         return {int(k): folder / v for k, v in names.items()}
-    indices = sorted({f.frame_index for f in video.frames})
     try:
         frames = read_frames(video.path, indices)
     except VideoError as exc:
@@ -96,27 +95,34 @@ def _cache_video(video: Video, cache_root: Path) -> dict[int, Path] | None:
 
 
 def cache_frames(
-    split: Split, cache_root: str | Path, workers: int = 0, progress: bool = True
-) -> dict[tuple[str, int], Path]:
-    """Decode every annotated frame of the split's present videos into `cache_root`, once.
+    split: Split, cache_root: str | Path, workers: int = 0, progress: bool = True,
+    wanted: Collection[tuple[str, int]] | None = None,
+) -> dict[tuple[str, int], Path]:  # fmt: skip
+    """Decode the annotated frames of the split's present videos into `cache_root`, once.
 
     Args:
         split: a loaded split.
         cache_root: parent folder of the per-video frame folders.
         workers: decoding threads (OpenCV releases the GIL while decoding); 0 or 1 decodes in turn.
         progress: show a tqdm bar.
+        wanted: only these (video_id, frame_index) pairs (a validation budget's draw); None = every
+            annotated frame. Nothing else is decoded.
 
     Returns:
         (video_id, frame_index) -> cached RGB JPEG path. Missing or unreadable videos are left out
         (logged with a count).
     """
     root = Path(cache_root)
-    videos = [v for v in split.videos.values() if v.present and v.frames]
-    missing = sum(1 for v in split.videos.values() if v.frames and not v.present)
+    frames_of = {
+        v.video_id: sorted({f.frame_index for f in v.frames if wanted is None or (v.video_id, f.frame_index) in wanted})
+        for v in split.videos.values()
+    }
+    videos = [v for v in split.videos.values() if v.present and frames_of[v.video_id]]
+    missing = sum(1 for v in split.videos.values() if frames_of[v.video_id] and not v.present)
     bar = progress_bar(total=len(videos), enabled=progress, desc="detector: caching frames")
 
     def one(video: Video) -> tuple[str, dict[int, Path] | None]:
-        out = _cache_video(video, root)
+        out = _cache_video(video, root, frames_of[video.video_id])
         bar.update()
         return video.video_id, out
 
@@ -140,6 +146,8 @@ def build_samples(
     keep_empty: bool = False,
     workers: int = 0,
     progress: bool = True,
+    budget: int = 0,
+    seed: int = 0,
 ) -> list[DetectionSample]:
     """The detection samples of a split: annotated frames of present videos and product images.
 
@@ -151,35 +159,41 @@ def build_samples(
             data has such frames; whether they truly show no garment is not known, so off by default).
         workers: frame-decoding threads.
         progress: show tqdm bars.
+        budget: > 0: a seeded draw of at most this many samples (a validation budget), drawn before
+            any frame is decoded, so that only the drawn frames are; 0 = all.
+        seed: the draw's seed.
 
     Returns:
         Frames (by video, then frame index), then product images (by item, then image).
     """
-    samples: list[DetectionSample] = []
+    candidates: list[DetectionSample] = []
     if frames:
-        cached = cache_frames(split, cache_root, workers, progress)
         for video in split.videos.values():
             for frame in video.frames:
-                path = cached.get((video.video_id, frame.frame_index))
-                if path is None or not (frame.boxes or keep_empty):
-                    continue
-                samples.append(
-                    DetectionSample(
-                        "frame",
-                        str(path),
-                        tuple(b.xyxy for b in frame.boxes),
+                if video.present and (frame.boxes or keep_empty):
+                    candidates.append(DetectionSample(
+                        "frame", "", tuple(b.xyxy for b in frame.boxes),
                         tuple(CATEGORY_INDEX[b.label] for b in frame.boxes),
-                        video_id=video.video_id,
-                        frame_index=frame.frame_index,
-                    )
-                )
+                        video_id=video.video_id, frame_index=frame.frame_index,
+                    ))  # fmt: skip
     if images:
         for im in split.annotated_images():  # an unannotated image's empty box list means "unknown"
             if im.boxes or keep_empty:
                 boxes, cats = tuple(b.xyxy for b in im.boxes), tuple(CATEGORY_INDEX[b.label] for b in im.boxes)
-                samples.append(
+                candidates.append(
                     DetectionSample("image", str(im.path), boxes, cats, item_id=im.item_id, img_name=im.img_name)
                 )
+    if 0 < budget < len(candidates):
+        keep = np.sort(np.random.default_rng(seed).choice(len(candidates), size=budget, replace=False))
+        candidates = [candidates[i] for i in keep]
+    wanted = {(s.video_id, s.frame_index) for s in candidates if s.source == "frame"}
+    cached = cache_frames(split, cache_root, workers, progress, wanted) if wanted else {}
+    samples = []
+    for s in candidates:
+        if s.source == "image":
+            samples.append(s)
+        elif (s.video_id, s.frame_index) in cached:  # a frame that decoded
+            samples.append(dataclasses.replace(s, path=str(cached[(s.video_id, s.frame_index)])))
     return samples
 
 

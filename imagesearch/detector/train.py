@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -23,7 +22,7 @@ from imagesearch.backbones import TRUNK_FILE
 from imagesearch.data.augment import AugmentConfig, detection_transform
 from imagesearch.data.reader import load_split
 from imagesearch.data.samplers import ClassBalancedSampler
-from imagesearch.detector.data import DetectionDataset, DetectionSample, build_samples, collate, seed_worker_transform
+from imagesearch.detector.data import DetectionDataset, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
 from imagesearch.metrics.detection import voc_ap50
@@ -137,13 +136,6 @@ def evaluate(
     return ap_report(*predict(model, loader, progress), sources)
 
 
-def _subset(samples: list[DetectionSample], budget: int, seed: int) -> list[DetectionSample]:
-    if budget <= 0 or budget >= len(samples):
-        return samples
-    keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=budget, replace=False))
-    return [samples[i] for i in keep]
-
-
 def _dataset(cfg: DetectorRun, roots: list[str], train: bool) -> DetectionDataset:
     d = cfg.data
     if not roots:
@@ -151,15 +143,14 @@ def _dataset(cfg: DetectorRun, roots: list[str], train: bool) -> DetectionDatase
     samples = []
     for root in roots:
         got = build_samples(
-            load_split(root), d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=cfg.train.progress
-        )
+            load_split(root), d.cache_dir, keep_empty=d.keep_empty, workers=d.num_workers, progress=cfg.train.progress,
+            budget=0 if train else d.val_budget, seed=cfg.train.seed,
+        )  # fmt: skip
         if not got:
             raise ValueError(f"{root}: no annotated frames or product images to train / validate on")
         n_frames = sum(s.source == "frame" for s in got)
         log.info("%s: %d frames, %d product images", root, n_frames, len(got) - n_frames)
         samples += got
-    if not train:
-        samples = _subset(samples, d.val_budget, cfg.train.seed)
     transform = detection_transform(train, cfg.augment, size=cfg.model.size, normalize=False)
     return DetectionDataset(samples, transform, cfg.model.classes)
 

@@ -138,3 +138,25 @@ def test_workers_draw_distinct_reproducible_augmentations(split_root: Path, tmp_
     # Batches 0 and 1 come from different workers: without their own seeds they would be equal.
     assert not torch.equal(first[0], first[1])
     assert all(torch.equal(a, b) for a, b in zip(first, batches(0), strict=True))  # same seed, same images
+
+
+def test_a_budget_is_drawn_before_decoding(split_root: Path, tmp_path: Path, monkeypatch) -> None:
+    # A validation budget: the draw is made among the candidates first, and only the drawn frames are decoded.
+    split = load_split(split_root)
+    decoded: list[list[int]] = []
+    real = video_module.read_frames
+
+    def counting(path, indices, *args, **kwargs):
+        decoded.append(list(indices))
+        return real(path, indices, *args, **kwargs)
+
+    monkeypatch.setattr(video_module, "read_frames", counting)
+    everything = build_samples(split, tmp_path / "all", keep_empty=True, progress=False)
+    assert sorted(i for call in decoded for i in call) == [0, 10, 20]
+    keys = lambda samples: [(s.source, s.video_id, s.frame_index, s.img_name) for s in samples]  # noqa: E731
+    for seed in range(6):
+        decoded.clear()
+        drawn = build_samples(split, tmp_path / f"b{seed}", keep_empty=True, progress=False, budget=2, seed=seed)
+        assert len(drawn) == 2 and set(keys(drawn)) <= set(keys(everything))
+        assert sorted(i for call in decoded for i in call) == sorted(s.frame_index for s in drawn if s.source == "frame")
+        assert keys(drawn) == keys(build_samples(split, tmp_path / f"b{seed}", keep_empty=True, progress=False, budget=2, seed=seed))  # fmt: skip
