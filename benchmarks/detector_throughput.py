@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from torchvision.models.detection import ssd300_vgg16
 
-from imagesearch.detector.model import Detector, DetectorModelConfig, build_detector
+from imagesearch.detector.inference import Detector
+from imagesearch.detector.model import DetectorModelConfig, build_detector
 
 
 def _time_interleaved(rows: dict[str, Callable[[], Any]], device: torch.device, warmup: int, iters: int) -> dict:

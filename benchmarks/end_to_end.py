@@ -47,7 +47,8 @@ from imagesearch.data.crops import cut_crop
 from imagesearch.data.prefetch import decode_video
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.detector.model import DetectionConfig, Detector, DetectorModelConfig, build_detector
+from imagesearch.detector.inference import DetectionConfig, Detector
+from imagesearch.detector.model import DetectorModelConfig, build_detector
 from imagesearch.evaluation.models import build_extractor
 from imagesearch.features.extract import CropFeatures, FeatureConfig
 from imagesearch.matching.gallery import GalleryConfig, build_gallery

@@ -13,13 +13,8 @@ torchvision's `vgg16().features` layout), which the classifier reads as its `mod
 """
 
 from imagesearch.backbones import TRUNK_FILE
-from imagesearch.detector.model import (
-    Detector,
-    DetectorModelConfig,
-    SSDVGG16Backbone,
-    build_detector,
-    load_detector,
-)
+from imagesearch.detector.inference import DetectionConfig, Detector
+from imagesearch.detector.model import DetectorModelConfig, SSDVGG16Backbone, build_detector, load_detector
 from imagesearch.detector.train import DetectorRun, build_parts, run
 
 Run = DetectorRun
@@ -28,6 +23,7 @@ load_model = load_detector
 
 __all__ = [
     "TRUNK_FILE",
+    "DetectionConfig",
     "Detector",
     "DetectorModelConfig",
     "DetectorRun",

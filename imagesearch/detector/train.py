@@ -277,7 +277,7 @@ def predict_checkpoint(cfg: DetectorRun, checkpoint: str | Path) -> tuple[list[d
     Returns:
         (predictions, truths, sources) as `predict` gives them, with each image's source ("frame" / "image").
     """
-    from imagesearch.detector.model import Detector
+    from imagesearch.detector.inference import Detector
 
     path = Path(checkpoint)
     if not path.is_file():

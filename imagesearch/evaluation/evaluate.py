@@ -31,7 +31,7 @@ from imagesearch.config import config_to_dict, write_config
 from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
-from imagesearch.detector.model import DetectionConfig
+from imagesearch.detector.inference import DetectionConfig
 from imagesearch.evaluation.box_choice import compare_box_choices
 from imagesearch.evaluation.models import CropClassifier, build_extractor
 from imagesearch.features.extract import CropFeatures, FeatureConfig

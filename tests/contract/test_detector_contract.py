@@ -12,7 +12,8 @@ import torch
 from torchvision.models.detection import ssd300_vgg16
 
 from imagesearch.backbones import WeightsError, build_vgg16_features
-from imagesearch.detector.model import Detector, DetectorModelConfig, build_detector
+from imagesearch.detector.inference import Detector
+from imagesearch.detector.model import DetectorModelConfig, build_detector
 
 SMOKE = DetectorModelConfig(size=96, width_mult=1 / 8, detections_per_img=50)
 
@@ -127,7 +128,7 @@ def test_layout_equals_torchvision_ssd300() -> None:
 def test_detector_matches_the_standard_ssd_path(model: torch.nn.Module) -> None:
     # Detector skips SSD.transform (batched resize + normalise) and post-processes by its own rule, which
     # for one foreground class and SSD's own settings is torchvision's: boxes must equal SSD.forward's.
-    from imagesearch.detector.model import DetectionConfig
+    from imagesearch.detector.inference import DetectionConfig
 
     model.eval()
     ssd_rule = DetectionConfig(min_score=model.score_thresh, nms_iou=model.nms_thresh, max_per_image=model.detections_per_img)  # fmt: skip
@@ -166,7 +167,7 @@ def test_post_processing_thresholds_suppresses_caps_and_keeps_the_best(model: to
     # logits everywhere but on five chosen default boxes, whose garment scores are set exactly.
     from torchvision.ops import box_iou, clip_boxes_to_image
 
-    from imagesearch.detector.model import DetectionConfig
+    from imagesearch.detector.inference import DetectionConfig
 
     det = Detector(model, post=DetectionConfig(min_score=0.5, nms_iou=0.5, max_per_image=2))
     anchors = clip_boxes_to_image(det._anchors(), det.size)

@@ -11,7 +11,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from imagesearch.detector.model import Detector
+from imagesearch.detector.inference import Detector
 from imagesearch.synthetic import SyntheticConfig, generate_split
 from tests.helpers import load_script
 

@@ -12,7 +12,7 @@ import pytest
 
 from imagesearch import io as io_mod
 from imagesearch.data.reader import load_split
-from imagesearch.detector.model import DetectionConfig
+from imagesearch.detector.inference import DetectionConfig
 from imagesearch.io import file_fingerprint
 from imagesearch.matching.gallery import GalleryConfig, build_gallery, gallery_key
 from imagesearch.matching.matcher import Matcher, MatcherConfig
