@@ -64,14 +64,8 @@ from imagesearch.detector.train import DetectorRun, detector_forward
 from imagesearch.embedder.loss import EmbedderWithLoss, build_loss
 from imagesearch.embedder.model import build_embedder
 from imagesearch.embedder.train import EmbedderRun
-from imagesearch.engine import (
-    AMP_DTYPES,
-    OptimConfig,
-    build_optimizer,
-    build_scheduler,
-    default_forward,
-    train_one_epoch,
-)
+from imagesearch.engine import AMP_DTYPES, default_forward, train_one_epoch
+from imagesearch.optim import OptimConfig, build_optimizer, build_scheduler
 
 NAME = "train_throughput"
 STAGES = ("detector", "classifier", "embedder")

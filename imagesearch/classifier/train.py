@@ -38,9 +38,10 @@ from imagesearch.classifier.merging import (
 from imagesearch.classifier.model import ClassifierModelConfig, build_classifier, classification_loss, load_classifier
 from imagesearch.data.labels import CATEGORIES
 from imagesearch.distributed import is_main_process
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
+from imagesearch.engine import FitResult, TrainConfig, TrainParts, train_stage
 from imagesearch.io import atomic_write, atomic_write_text
 from imagesearch.metrics.classification import classification_metrics, softmax
+from imagesearch.optim import OptimConfig
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)

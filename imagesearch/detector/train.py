@@ -24,8 +24,9 @@ from imagesearch.data.reader import load_split
 from imagesearch.data.samplers import ClassBalancedSampler
 from imagesearch.detector.data import DetectionDataset, build_samples, collate, seed_worker_transform
 from imagesearch.detector.model import DetectorModelConfig, build_detector
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
+from imagesearch.engine import FitResult, TrainConfig, TrainParts, train_stage
 from imagesearch.metrics.detection import voc_ap50
+from imagesearch.optim import OptimConfig
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)

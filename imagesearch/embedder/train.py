@@ -21,8 +21,9 @@ from torch.utils.data import DataLoader
 from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set, build_train_loader
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
-from imagesearch.engine import FitResult, OptimConfig, TrainConfig, TrainParts, train_stage
+from imagesearch.engine import FitResult, TrainConfig, TrainParts, train_stage
 from imagesearch.metrics import mean_average_precision, recall_at_k
+from imagesearch.optim import OptimConfig
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)

@@ -20,16 +20,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from imagesearch.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from imagesearch.config import config_to_dict
-from imagesearch.engine import (
-    OptimConfig,
-    TrainConfig,
-    TrainParts,
-    build_optimizer,
-    build_scheduler,
-    default_forward,
-    fit,
-    train_one_epoch,
-)
+from imagesearch.engine import TrainConfig, TrainParts, default_forward, fit, train_one_epoch
+from imagesearch.optim import OptimConfig, build_optimizer, build_scheduler
 from imagesearch.runtime import resolve_device, seed_everything, set_data_epoch
 
 CKPT_KEYS = {"model", "optimizer", "scheduler", "scaler", "epoch", "global_step", "best_metric", "config", "git_sha"}

@@ -30,7 +30,8 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from imagesearch.checkpoint import load_checkpoint
 from imagesearch.config import config_to_dict
 from imagesearch.distributed import init_distributed, shard_loader
-from imagesearch.engine import OptimConfig, TrainConfig, TrainParts, default_forward, fit
+from imagesearch.engine import TrainConfig, TrainParts, default_forward, fit
+from imagesearch.optim import OptimConfig
 from imagesearch.runtime import set_data_epoch
 
 N = 16  # samples; 4 steps per epoch both ways
