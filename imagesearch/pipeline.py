@@ -19,7 +19,9 @@ folder left under another key (changed settings, or a retrained earlier stage) i
 (items, seed, sizes), recorded in `<out_dir>/splits/<name>.json`.
 
 Stage overrides on the command line are routed by prefix: `detector.train.epochs=1` goes to the
-detector's script as `train.epochs=1`; `eval.matcher.num_frames=20` to the evaluation.
+detector's script as `train.epochs=1`; `eval.matcher.num_frames=20` to the evaluation. `seed=n` (a
+pipeline key) goes to every training stage as `train.seed=n`, after the stage's config overrides and
+before its own command-line ones; the synthetic splits keep their data seeds.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ class PipelineRun:
             (a `weights` key) and it is missing, the pipeline converts it first, offline.
         cache_dir: where the stages keep decoded frames, trunk views, crops and galleries; "" is
             `<out_dir>/cache` (runs that share images, such as folds, share one).
+        seed: every training stage's `train.seed` (its initialisation, augmentation and sampling);
+            None leaves each stage's own. The data (synthetic splits) does not depend on it.
     """
 
     out_dir: str = "runs/pipeline"
@@ -131,6 +135,7 @@ class PipelineRun:
     gt_boxes: bool = False
     imagenet_weights: str = "data/weights/vgg16_features.pth"
     cache_dir: str = ""
+    seed: int | None = None
     synthetic: SyntheticSection = field(default_factory=SyntheticSection)
     detector: StageSection = field(default_factory=lambda: StageSection(config="configs/detector/ssd300_vgg16.yaml"))
     classifier: StageSection = field(
@@ -263,10 +268,12 @@ def _stage_argvs(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -> d
         "embedder": [f"data.train_roots={roots}", f"data.val_root={cfg.val_root}",
                      f"data.cache_dir={cache / 'crops'}", f"train.out_dir={emb}"],
     }  # fmt: skip
+    # The pipeline's seed overrides the stage configs' but not a seed given on the command line for one stage.
+    seed = [] if cfg.seed is None else [f"train.seed={cfg.seed}"]
     argvs = {}
     for name in ("detector", "classifier", "embedder"):
         section: StageSection = getattr(cfg, name)
-        argvs[name] = [section.config, *common[name], *section.overrides, *staged.get(name, [])]
+        argvs[name] = [section.config, *common[name], *section.overrides, *seed, *staged.get(name, [])]
     if cfg.detector.enabled and cfg.classifier.enabled:  # the detector's trunk, as a weights file
         argvs["classifier"].insert(1, f"model.weights={det / TRUNK_FILE}")
     if cfg.classifier.enabled and cfg.embedder.enabled:
@@ -341,7 +348,7 @@ def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -
 
     Returns:
         {"ran": [...], "skipped": [...], "lbp_weight", "metrics" (the evaluation's metrics.json),
-        "report" (path of report.html), "out_dir"}.
+        "report" (path of report.html), "out_dir", "seed" (the training seed given, None for the stages' own)}.
     """
     staged = staged or {}
     out = Path(cfg.out_dir)
@@ -353,7 +360,7 @@ def run_pipeline(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -
     if not cfg.val_root and (cfg.fusion.tune or cfg.classifier.enabled):
         raise ValueError("val_root must be set: the fusion weight and the classifier's category merges are chosen on it")
     write_config(cfg, out, "pipeline.yaml")
-    summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out)}
+    summary: dict[str, Any] = {"ran": [], "skipped": [], "out_dir": str(out), "seed": cfg.seed}
     argvs = _stage_argvs(cfg, out, staged)
     _ensure_imagenet(cfg, {**argvs, "eval": [cfg.eval.config, *cfg.eval.overrides, *staged.get("eval", [])]})
     for name in ("detector", "classifier", "embedder"):

@@ -94,3 +94,29 @@ def test_every_stage_gets_every_training_part(tmp_path):
     argvs = _stage_argvs(cfg, tmp_path, {})
     for stage in ("detector", "classifier", "embedder"):
         assert "data.train_roots=[/d/part1,/d/part2,/d/part3]" in argvs[stage], stage
+
+
+def test_seed_goes_to_every_training_stage_and_loads_as_each_stage_seed(tmp_path):
+    import importlib
+
+    from imagesearch.config import load_config
+    from imagesearch.pipeline import STAGE_PACKAGES, PipelineRun, _stage_argvs
+
+    base = PipelineRun(train_roots=["/d/train"], val_root="/d/val", eval_split="/d/test")
+    base.detector.config = str(REPO / "configs/smoke/detector.yaml")
+    base.classifier.config = str(REPO / "configs/smoke/classifier.yaml")
+    base.embedder.config = str(REPO / "configs/smoke/embedder.yaml")
+    base.detector.overrides = ["train.seed=5"]  # a stage config's own seed: the pipeline's replaces it
+    unseeded = _stage_argvs(base, tmp_path, {})
+    assert not any(a.startswith("train.seed=") for a in unseeded["classifier"] + unseeded["embedder"])
+    base.seed = 7
+    argvs = _stage_argvs(base, tmp_path, {"embedder": ["train.seed=3"]})  # one stage's own on the command line wins
+    expect = {"detector": 7, "classifier": 7, "embedder": 3}
+    for stage, seed in expect.items():
+        run = load_config(importlib.import_module(STAGE_PACKAGES[stage]).Run, argvs[stage][0], argvs[stage][1:])
+        assert run.train.seed == seed, stage
+
+
+def test_seed_is_a_pipeline_key():
+    own, staged = route_overrides(["seed=4", "detector.train.seed=2"])
+    assert own == ["seed=4"] and staged == {"detector": ["train.seed=2"]}
