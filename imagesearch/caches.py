@@ -5,9 +5,12 @@ Three kinds, told apart by the file that marks a complete folder (written last b
   the `description` at the head of `meta.json` (settings, features, split fingerprint, model files);
 - `crops` (`data.crops`): `<cache_dir>/<12 hex>/crops.jsonl` + `img/`; what made it is `meta.json`
   (split, margin, max_side, distractors) where the cache has one, and the crop counts of its index;
-- `detector_frames` (`detector.data`): `<cache_dir>/<video id>_<12 hex>/frames.json` + `<i>.jpg`.
-A folder named like one of these beside complete ones but without its marker is an interrupted
-build (`complete` False): it is never read again, only wastes space.
+- `detector_frames` (`detector.data`): `<cache_dir>/<video id>_<12 hex>/frames.json` + `<i>.jpg`;
+- `detector_views` (`detector.cached`, training on cached trunk outputs): `<cache_dir>/trunk_views/`
+  of `<20 hex>.pt` files, one per image (keyed by image, trunk weights and augmentation), written one
+  by one: the folder is one entry, created = its newest file; only an age rule prunes it, as a whole.
+A folder named like one of the first three beside complete ones but without its marker is an
+interrupted build (`complete` False): it is never read again, only wastes space.
 
 Pruning (`select_prunable`) works within groups of caches that stand for the same thing, so that
 "keep the newest N" never drops one split's cache because another split's is newer:
@@ -34,13 +37,14 @@ from typing import Any
 
 __all__ = ["KINDS", "CacheEntry", "delete_caches", "find_caches", "format_caches", "select_prunable"]
 
-KINDS = ("gallery", "crops", "detector_frames")
+KINDS = ("gallery", "crops", "detector_frames", "detector_views")
 _NAMES = {
     "gallery": re.compile(r"[0-9a-f]{16}"),
     "crops": re.compile(r"[0-9a-f]{12}"),
     "detector_frames": re.compile(r".+_[0-9a-f]{12}"),
 }
 _MARKERS = {"gallery": "meta.json", "crops": "crops.jsonl", "detector_frames": "frames.json"}
+_VIEW_FILE = re.compile(r"[0-9a-f]{20}\.pt")
 _HEAD_BYTES = 1 << 20  # a gallery's description is at the head of a meta.json that also lists every row
 
 
@@ -106,6 +110,8 @@ def _kind_of(files: Sequence[str], dirs: Sequence[str], name: str) -> str | None
         return "crops"
     if "frames.json" in names and _NAMES["detector_frames"].fullmatch(name):
         return "detector_frames"
+    if name == "trunk_views" and names and all(_VIEW_FILE.fullmatch(f) or f.startswith(".") for f in names):
+        return "detector_views"
     return None
 
 
@@ -121,7 +127,7 @@ def _kind_of_dir(path: Path) -> str | None:
 
 def _incomplete_kind(path: Path, beside: set[str]) -> str | None:
     """The kind of an interrupted build: named like a complete cache beside it, without its marker."""
-    for kind in beside:
+    for kind in beside & _NAMES.keys():
         if _NAMES[kind].fullmatch(path.name) and not (path / _MARKERS[kind]).exists():
             return kind
     return None
@@ -142,7 +148,8 @@ def _walk_size(path: Path) -> tuple[int, int, float]:
 
 def _entry(path: Path, kind: str, complete: bool) -> CacheEntry:
     size, count, newest = _walk_size(path)
-    created = (path / _MARKERS[kind]).stat().st_mtime if complete else (newest or path.stat().st_mtime)
+    marked = complete and kind in _MARKERS
+    created = (path / _MARKERS[kind]).stat().st_mtime if marked else (newest or path.stat().st_mtime)
     description = _describe(path, kind) if complete else {}
     return CacheEntry(kind, path, size, count, created, complete, description, _group(path, kind, description))
 
@@ -160,6 +167,8 @@ def _describe(path: Path, kind: str) -> dict[str, Any]:
                     crops += 1
                     frame_crops += b'"source": "frame"' in line
             return {**desc, "crops": crops, "frame_crops": frame_crops}
+        if kind == "detector_views":
+            return {"images": sum(1 for f in os.listdir(path) if _VIEW_FILE.fullmatch(f))}
         names = json.loads((path / "frames.json").read_text(encoding="utf-8"))
         return {"video_id": path.name.rsplit("_", 1)[0], "frames": len(names)}
     except (OSError, ValueError) as exc:  # a damaged cache is listed (and prunable), not fatal
@@ -189,6 +198,8 @@ def _group(path: Path, kind: str, description: dict[str, Any]) -> str:
         if "split" not in description:
             return f"{parent}|{path.name}"  # no metadata: its own group
         return f"{parent}|split={description['split']}|distractors={description.get('distractors')}"
+    if kind == "detector_views":
+        return parent
     return f"{parent}|video={description.get('video_id', path.name)}"
 
 
@@ -259,6 +270,8 @@ def _summary(e: CacheEntry) -> str:
     if e.kind == "crops":
         where = f"split={d['split']} " if "split" in d else "(no meta.json) "
         return f"{where}{d.get('crops', 0)} crops ({d.get('frame_crops', 0)} from frames)"
+    if e.kind == "detector_views":
+        return f"trunk views of {d.get('images')} images (created = the newest)"
     return f"video {d.get('video_id')}: {d.get('frames')} frames"
 
 

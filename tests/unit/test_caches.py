@@ -26,8 +26,8 @@ def _age(folder: Path, marker: str, t: float) -> None:
 @pytest.fixture()
 def cache(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
     """Under `tmp_path/cache`: 2 galleries of one split (margins 0.1 then 0.2, a day apart), 2 crop caches
-    (with and without distractors: different groups), the detector frames of 2 videos, and an interrupted
-    gallery build."""
+    (with and without distractors: different groups), the detector frames of 2 videos, trunk views of 2
+    images (the newer 2 days after T0), and an interrupted gallery build."""
     split = load_split(make_tiny_split(tmp_path_factory.mktemp("caches") / "split", items=2, seed=9))
     root = tmp_path / "cache"
     for day, margin in enumerate((0.1, 0.2)):
@@ -40,13 +40,25 @@ def cache(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
         _age(path, "frames.json", T0)
     (root / "gallery" / "0123456789abcdef").mkdir()  # killed before meta.json
     (root / "gallery" / "0123456789abcdef" / "parts.npz").write_bytes(b"x" * 100)
+    views = root / "detector_frames" / "trunk_views"  # detector.cached's layout: one file per image
+    views.mkdir()
+    for i, t in enumerate((T0, T0 + 2 * DAY)):
+        (views / f"{i:020x}.pt").write_bytes(b"v" * 10)
+        os.utime(views / f"{i:020x}.pt", (t, t))
     return root
 
 
 def test_lists_every_cache_with_its_size_and_what_made_it(cache: Path) -> None:
     entries = find_caches(cache)
     kinds = sorted((e.kind, e.complete) for e in entries)
-    assert kinds == [("crops", True)] * 2 + [("detector_frames", True)] * 2 + [("gallery", False)] + [("gallery", True)] * 2  # fmt: skip
+    assert (
+        kinds
+        == [("crops", True)] * 2
+        + [("detector_frames", True)] * 2
+        + [("detector_views", True)]
+        + [("gallery", False)]
+        + [("gallery", True)] * 2
+    )
     for e in entries:
         files = [p for p in e.path.rglob("*") if p.is_file()]
         assert e.files == len(files) and e.bytes == sum(p.stat().st_size for p in files)
@@ -57,6 +69,8 @@ def test_lists_every_cache_with_its_size_and_what_made_it(cache: Path) -> None:
     assert {e.description["distractors"] for e in crops} == {False, True}
     assert all(e.description["split"].endswith("split") and e.description["crops"] > 0 for e in crops)
     assert crops[0].description["crops"] < crops[1].description["crops"]  # distractors add crops
+    views = next(e for e in entries if e.kind == "detector_views")
+    assert views.description == {"images": 2} and views.created == T0 + 2 * DAY and views.bytes == 20
     videos = {e.description["video_id"] for e in entries if e.kind == "detector_frames"}
     assert len(videos) == 2 and all(e.description["frames"] == 3 for e in entries if e.kind == "detector_frames")
     table = format_caches(entries)
@@ -84,6 +98,10 @@ def test_older_than_and_both_rules(cache: Path) -> None:
     both = select_prunable(entries, keep_newest=1, older_than=T0 + DAY / 2)
     assert [(e.kind, e.complete) for e in both] == [("gallery", True), ("gallery", False)]
     assert select_prunable(entries, older_than=T0 - DAY, kinds=["gallery"]) == [e for e in entries if not e.complete]
+    # Trunk views are one entry, as old as their newest file: pruned whole once that is old enough.
+    assert [e.kind for e in select_prunable(entries, older_than=T0 + 3 * DAY, kinds=["detector_views"])] == [
+        "detector_views"
+    ]
 
 
 def test_deleting_keeps_the_rest_readable(cache: Path, tmp_path: Path) -> None:
