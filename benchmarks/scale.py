@@ -26,9 +26,13 @@ rows, D = 512, ~5 gallery rows per label), each in a fresh process: `metrics` =
 `search` = `matching.index.BruteForceIndex` top-20 (float32, chunked). Seconds, peak resident memory
 and the memory the inputs take.
 
+Every stage also records its CPU seconds (user + system, its own and its finished children's): on a
+shared machine the wall time follows the other users' load, the CPU time far less.
+
 The JSON (`benchmarks/results/scale-<device>.json`, or `--out`; `--out -` prints it instead of writing a
 file) holds every row, the goals of issue 15 (peak at the largest N / peak at the smallest; the spread
-of seconds per video), the machine, the load average and the command.
+of seconds per video, wall and CPU), the machine, the load average and the command. A run of one part
+keeps the other part's rows already in that file (`<part>_from` says which run made them).
 """
 
 from __future__ import annotations
@@ -231,6 +235,7 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
 
     sync = _common.cuda_sync(args.device) or (lambda: None)
     out: dict[str, Any] = {}
+    cpu = _cpu_seconds()
     if args.stage in SEARCH_STAGES:
         inputs = _search_inputs(args)  # resident during the work: part of its peak
         with _common.MemoryProbe() as mem:
@@ -247,12 +252,23 @@ def run_stage(args: argparse.Namespace) -> dict[str, Any]:
             out["seconds"] = time.perf_counter() - start
         sizes = [tree_size(f) for f in folders]
         out |= {"disk_bytes": sum(s for s, _ in sizes), "disk_files": sum(n for _, n in sizes)}
+    out["cpu_s"] = _cpu_seconds() - cpu
     kb = 1024  # ru_maxrss is in KiB on Linux
     lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kb
     out |= {"rss_before_bytes": mem.before, "peak_rss_bytes": lifetime if mem.peak_delta is None else mem.before + mem.peak_delta}  # fmt: skip
     # The largest child process ever: decode workers, but also one that `import torch` starts (~0.4 GB).
     out["children_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * kb
     return out
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished children (decode workers).
+
+    On a shared machine the wall time follows the other users' load (N = 100 took 290 s and 564 s of
+    wall time in two runs here); the CPU time the work needs does not, or far less.
+    """
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def spawn(stage: str, args: argparse.Namespace, **paths: Path) -> dict[str, Any]:
@@ -284,7 +300,7 @@ def pipeline_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         for stage in args.stages:
             _log(f"N={n}: {stage}")
             got = spawn(stage, args, split=split, work=work, models=args.root / "models")
-            rows.append({"n": n, "stage": stage, "s_per_video": got["seconds"] / n, **got})
+            rows.append({"n": n, "stage": stage, "s_per_video": got["seconds"] / n, "cpu_s_per_video": got["cpu_s"] / n, **got})  # fmt: skip
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -301,15 +317,20 @@ def search_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def goals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Issue 15's goals per stage: peak memory at the largest N over the smallest (<= 1.25), and the
-    spread of seconds per video across N ((max - min) / mean; within +-20% means <= 0.4)."""
+    spread of seconds per video across N ((max - min) / mean; within +-20% means <= 0.4), of wall and
+    of CPU seconds."""
+
+    def spread(values: list[float]) -> float:
+        mean = sum(values) / len(values)
+        return (max(values) - min(values)) / mean if mean else 0.0
+
     out = {}
     for stage in dict.fromkeys(r["stage"] for r in rows):
         mine = sorted((r for r in rows if r["stage"] == stage), key=lambda r: r["n"])
-        per_video = [r["s_per_video"] for r in mine]
-        mean = sum(per_video) / len(per_video)
         out[stage] = {
             "peak_ratio": mine[-1]["peak_rss_bytes"] / mine[0]["peak_rss_bytes"],
-            "s_per_video_spread": (max(per_video) - min(per_video)) / mean if mean else 0.0,
+            "s_per_video_spread": spread([r["s_per_video"] for r in mine]),
+            "cpu_s_per_video_spread": spread([r["cpu_s_per_video"] for r in mine]),
             "sizes": [r["n"] for r in mine],
         }
     return out
@@ -344,16 +365,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COLUMNS = [("n", "N", "d"), ("stage", "stage", "s"), ("seconds", "s", ".1f"), ("s_per_video", "s/video", ".3f"),
+           ("cpu_s_per_video", "CPU s/video", ".3f"),
            ("peak_mb", "peak MB", ",.0f"), ("before_mb", "start MB", ",.0f"), ("children_mb", "children MB", ",.0f"),
            ("disk_mb", "disk MB", ",.1f"), ("disk_files", "files", ",d")]  # fmt: skip
 SEARCH_COLUMNS = [("stage", "stage", "s"), ("queries", "Q", ",d"), ("gallery", "G", ",d"), ("dim", "D", "d"),
-                  ("seconds", "s", ".1f"), ("peak_mb", "peak MB", ",.0f"), ("before_mb", "with inputs MB", ",.0f")]  # fmt: skip
+                  ("seconds", "s", ".1f"), ("cpu_s", "CPU s", ".1f"), ("peak_mb", "peak MB", ",.0f"),
+                  ("before_mb", "with inputs MB", ",.0f")]  # fmt: skip
 
 
 def _mb(row: dict[str, Any]) -> dict[str, Any]:
     mb = {"peak_mb": "peak_rss_bytes", "before_mb": "rss_before_bytes", "children_mb": "children_peak_rss_bytes",
           "disk_mb": "disk_bytes"}  # fmt: skip
     return {**row, **{k: row[v] / 2**20 for k, v in mb.items() if v in row}}
+
+
+def _keep_other_part(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """A run of one part keeps the other part's rows already in the results file, with where they came from."""
+    path = Path(args.out) if args.out is not None else _common.result_path(NAME, args.device)
+    if args.part == "all" or args.out == "-" or not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    other = "search" if args.part == "pipeline" else "pipeline"
+    if other in old:
+        report[other] = old[other]
+        if other == "pipeline":
+            report["goals"] = old.get("goals")
+        keys = ("created", "command", "load_average_before", "load_average_after", "machine")
+        report[f"{other}_from"] = old.get(f"{other}_from") or {k: old.get(k) for k in keys}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -370,13 +408,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         report["goals"] = goals(report["pipeline"])
         print(_common.format_table([_mb(r) for r in report["pipeline"]], COLUMNS))
         for stage, g in report["goals"].items():
-            print(f"{stage}: peak x{g['peak_ratio']:.2f} from N={g['sizes'][0]} to {g['sizes'][-1]}, "
-                  f"s/video spread {100 * g['s_per_video_spread']:.0f}%")  # fmt: skip
+            print(f"{stage}: peak x{g['peak_ratio']:.2f} from N={g['sizes'][0]} to {g['sizes'][-1]}, s/video spread "
+                  f"{100 * g['s_per_video_spread']:.0f}% (CPU s/video {100 * g['cpu_s_per_video_spread']:.0f}%)")  # fmt: skip
     if args.part in ("search", "all"):
         report["search"] = search_rows(args)
         print(_common.format_table([_mb(r) for r in report["search"]], SEARCH_COLUMNS))
     report["load_average_after"] = os.getloadavg()
     report["wall_s"] = time.time() - start
+    _keep_other_part(report, args)
     if args.out == "-":
         print(json.dumps(report, indent=1))
     else:
