@@ -185,6 +185,14 @@ def extract_crops(
                 )
     if skipped:
         log.info("crops: %d annotated videos missing or unreadable, left out", skipped)
+    # What made this folder, for `imagesearch.caches` (listing and pruning); nothing reads it back here.
+    meta = {
+        "split": str(split.root.resolve()),
+        "margin": margin,
+        "max_side": max_side,
+        "distractors": include_distractors,
+    }
+    atomic_write_text(folder / "meta.json", json.dumps(meta) + "\n")
     atomic_write_text(index, "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records))
     return folder, records
 

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import ConcatDataset, DataLoader
@@ -45,6 +46,8 @@ class EmbedderDataConfig(CropDataConfig):
         triplets_per_epoch: "triplet": 0 = one triplet per usable anchor frame crop.
         p, k: "pk": identities per batch and crops per identity.
         batches_per_epoch: "pk": 0 = usable crops // (p * k).
+        val_budget: validation query (frame) crops scored each evaluation, a fixed random subset drawn
+            with `train.seed`; 0 = all. The gallery is always whole (a smaller one would inflate recall).
     """
 
     sampler: str = "triplet"
@@ -53,6 +56,7 @@ class EmbedderDataConfig(CropDataConfig):
     p: int = 16
     k: int = 4
     batches_per_epoch: int = 0
+    val_budget: int = 0
 
 
 class IdentityMap:
@@ -203,8 +207,11 @@ class RetrievalSet:
     gallery_labels: list[str]
 
 
-def build_retrieval_set(root: str | Path, cfg: EmbedderDataConfig, image_size: int) -> RetrievalSet:
+def build_retrieval_set(root: str | Path, cfg: EmbedderDataConfig, image_size: int, seed: int = 0) -> RetrievalSet:
     """Frame and product-image crops of a validation split, resized only.
+
+    With `cfg.val_budget` > 0, the queries are that many frame crops drawn with `seed` (in split order),
+    the same ones at every evaluation, so that epochs compare.
 
     Raises:
         ValueError: the split has no frame crops or no product-image crops.
@@ -216,6 +223,11 @@ def build_retrieval_set(root: str | Path, cfg: EmbedderDataConfig, image_size: i
         raise ValueError(
             f"{root}: validation needs frame and product-image crops, got {len(parts['frame'])} and {len(parts['image'])}"
         )
+
+    if 0 < cfg.val_budget < len(parts["frame"]):
+        keep = np.sort(np.random.default_rng(seed).choice(len(parts["frame"]), cfg.val_budget, replace=False))
+        log.info("%s: %d of %d query crops scored (data.val_budget)", root, len(keep), len(parts["frame"]))
+        parts["frame"] = [parts["frame"][i] for i in keep]
 
     def loader(recs: list[CropRecord]) -> DataLoader:
         return eval_loader(CropDataset(folder, recs, transform, no_target), cfg)

@@ -1,8 +1,10 @@
 """Embedder training run: the `EmbedderRun` config tree, `build_parts` for `engine.fit`, `run`, and validation.
 
-Validation (every `train.eval_every` epochs): frame crops of the validation split are the queries,
-its product-image crops the gallery, Euclidean distances between L2-normalised embeddings rank the
-gallery, and recall@1/5/20 and mAP over item ids are reported as `val/recall@1`, ..., `val/map`.
+Validation (every `train.eval_every` epochs): frame crops of the validation split are the queries
+(all, or a fixed `data.val_budget` of them), its product-image crops the gallery, Euclidean distances
+between L2-normalised embeddings rank the gallery, and recall@1/5/20 and mAP (full ranking) over item
+ids are reported as `val/recall@1`, ..., `val/map`. They are computed chunk by chunk on the model's
+device (`metrics.embedding_retrieval_metrics`), in memory O(chunk x G), never as a (Q, G) matrix.
 best.pt follows `val/recall@1`.
 """
 
@@ -22,7 +24,7 @@ from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_re
 from imagesearch.embedder.loss import EmbedderWithLoss, LossConfig, build_loss
 from imagesearch.embedder.model import Embedder, EmbedderModelConfig, build_embedder, load_embedder
 from imagesearch.engine import FitResult, TrainConfig, TrainParts, train_stage
-from imagesearch.metrics import mean_average_precision, recall_at_k
+from imagesearch.metrics.retrieval import embedding_retrieval_metrics
 from imagesearch.optim import OptimConfig
 from imagesearch.runtime import progress_bar, resolve_device, seed_everything
 
@@ -53,21 +55,24 @@ def check_run(cfg: EmbedderRun) -> None:
 
 
 def retrieval_metrics(
-    query_emb: Tensor, query_labels: Sequence[str], gallery_emb: Tensor, gallery_labels: Sequence[str]
+    query_emb: Tensor,
+    query_labels: Sequence[str],
+    gallery_emb: Tensor,
+    gallery_labels: Sequence[str],
+    device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """recall@1/5/20 and mAP of queries against a gallery by Euclidean distance.
+    """recall@1/5/20 and mAP of queries against a gallery by Euclidean distance (float64, chunked).
 
     Args:
         query_emb: (Q, D) L2-normalised; gallery_emb: (G, D) L2-normalised.
         query_labels: (Q,) item ids; gallery_labels: (G,) item ids.
+        device: where the distances are computed; None = where `query_emb` is.
 
     Returns:
         {"val/recall@1": ..., "val/recall@5": ..., "val/recall@20": ..., "val/map": ...}.
     """
-    dist = torch.cdist(query_emb.double(), gallery_emb.double())
-    out = {f"val/{k}": v for k, v in recall_at_k(dist, query_labels, gallery_labels, ks=KS).items()}
-    out["val/map"] = mean_average_precision(dist, query_labels, gallery_labels)
-    return out
+    metrics = embedding_retrieval_metrics(query_emb, query_labels, gallery_emb, gallery_labels, ks=KS, device=device)
+    return {f"val/{k}": v for k, v in metrics.items()}
 
 
 @torch.no_grad()
@@ -90,7 +95,7 @@ def evaluate_embedder(embedder: nn.Module, retrieval: RetrievalSet, progress: bo
         gallery = embed_loader(embedder, retrieval.gallery, device, "val gallery", progress)
     finally:
         embedder.train(was_training)
-    return retrieval_metrics(queries, retrieval.query_labels, gallery, retrieval.gallery_labels)
+    return retrieval_metrics(queries, retrieval.query_labels, gallery, retrieval.gallery_labels, device)
 
 
 def build_parts(cfg: EmbedderRun) -> TrainParts:
@@ -115,7 +120,7 @@ def build_parts(cfg: EmbedderRun) -> TrainParts:
         params.append({"params": loss_params, "lr": cfg.optim.lr * cfg.loss.lr_mult})
     evaluate = None
     if cfg.data.val_root:
-        retrieval = build_retrieval_set(cfg.data.val_root, cfg.data, cfg.model.image_size)
+        retrieval = build_retrieval_set(cfg.data.val_root, cfg.data, cfg.model.image_size, cfg.train.seed)
 
         def evaluate(wrapper: nn.Module, epoch: int) -> dict[str, float]:
             return evaluate_embedder(wrapper.embedder, retrieval, cfg.train.progress)  # type: ignore[arg-type]
@@ -140,7 +145,7 @@ def evaluate_run(cfg: EmbedderRun, checkpoint: str | Path | None = None) -> dict
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     embedder: Embedder = load_embedder(checkpoint) if checkpoint else build_embedder(cfg.model)
     embedder.to(resolve_device(cfg.train.device))
-    retrieval = build_retrieval_set(cfg.data.val_root, cfg.data, embedder.cfg.image_size)
+    retrieval = build_retrieval_set(cfg.data.val_root, cfg.data, embedder.cfg.image_size, cfg.train.seed)
     return evaluate_embedder(embedder, retrieval, cfg.train.progress)
 
 

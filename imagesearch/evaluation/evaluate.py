@@ -99,11 +99,16 @@ class ClassifierSection:
 
 @dataclass
 class IndexSection:
-    """The gallery index: "brute" (exact, default), "faiss_flat" or "faiss_ivf" (`nlist`, `nprobe`)."""
+    """The gallery index: "brute" (exact, default), "faiss_flat" or "faiss_ivf" (`nlist`, `nprobe`).
+
+    `device` is where "brute" searches (FAISS here is CPU-only): "auto" = the features' device
+    (`features.device`), so a GPU that embeds the crops also searches the gallery; or "cpu", "cuda[:i]".
+    """
 
     kind: str = "brute"
     nlist: int = 100
     nprobe: int = 8
+    device: str = "auto"
 
 
 @dataclass
@@ -176,6 +181,10 @@ def _device(spec: str) -> str:
     from imagesearch.runtime import resolve_device
 
     return str(resolve_device(spec))
+
+
+def _index_device(cfg: EvalRun) -> str:
+    return _device(cfg.features.device if cfg.index.device == "auto" else cfg.index.device)
 
 
 def _level(report: ScoreReport) -> dict[str, Any]:
@@ -297,7 +306,11 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
         split, extractor, cfg.gallery, detector=models["detector"] if det_boxes else None,
         classify=models["classify"] if det_boxes else None, model_files=files, progress=cfg.progress,
     )  # fmt: skip
-    index_kwargs = {"nlist": cfg.index.nlist, "nprobe": cfg.index.nprobe} if cfg.index.kind == "faiss_ivf" else {}
+    index_kwargs: dict[str, Any] = {}
+    if cfg.index.kind == "faiss_ivf":
+        index_kwargs = {"nlist": cfg.index.nlist, "nprobe": cfg.index.nprobe}
+    elif cfg.index.kind == "brute":
+        index_kwargs = {"device": _index_device(cfg)}
     matcher = Matcher(
         gallery, extractor, cfg.matcher, models["detector"], models["classify"], models["merge_map"],
         cfg.index.kind, index_kwargs, det_batch=cfg.detector.batch_size,
@@ -434,6 +447,8 @@ def tune_fusion_weight(cfg: EvalRun, candidates: Sequence[float] = (0.0, 0.05, 0
     gallery = build_gallery(split, extractor, replace(cfg.gallery, boxes="annotated"), progress=cfg.progress)
     m = cfg.matcher
     parts, items = annotated_query_parts(split, extractor, cfg.progress, workers=m.decode_workers, prefetch=m.prefetch)
-    weight, table = choose_fusion_weight(parts, gallery.parts, items, gallery.item_ids, candidates)
+    weight, table = choose_fusion_weight(
+        parts, gallery.parts, items, gallery.item_ids, candidates, device=_index_device(cfg)
+    )
     log.info("fusion: lbp_weight %.3g chosen on %s: %s", weight, split.root, table)
     return {"lbp_weight": weight, "table": table, "split": str(split.root), "num_queries": len(items), "num_gallery": len(gallery)}  # fmt: skip

@@ -77,12 +77,11 @@ def fuse(parts: Mapping[str, Array], weights: Mapping[str, float]) -> Array:
     return fused.cpu().numpy() if as_numpy else fused
 
 
-def _numpy(x: Array) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x
-
-
-def _top1(query: np.ndarray, gallery: np.ndarray, q_labels: np.ndarray, g_labels: np.ndarray) -> float:
-    index = BruteForceIndex(dtype=torch.float64)
+def _top1(
+    query: Array, gallery: Array, q_labels: np.ndarray, g_labels: np.ndarray, device: str | torch.device
+) -> float:
+    # float32, like the matcher's search: the weight is chosen under the arithmetic it will be used with.
+    index = BruteForceIndex(device=device)
     index.add(gallery)
     _, nearest = index.search(query, 1)
     return float((g_labels[nearest[:, 0]] == q_labels).mean())
@@ -96,6 +95,7 @@ def choose_fusion_weight(
     candidates: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
     global_key: str = "global",
     local_key: str = "lbp",
+    device: str | torch.device = "auto",
 ) -> tuple[float, list[dict[str, float]]]:
     """Pick the local-feature (LBP) weight that maximises validation top-1, global weight fixed at 1.
 
@@ -112,6 +112,8 @@ def choose_fusion_weight(
         candidates: weights to try (0 is added when absent).
         global_key: name of the global part.
         local_key: name of the local part whose weight is chosen.
+        device: where the exact nearest-neighbour search runs (`BruteForceIndex`, float32); "auto" =
+            the device of the parts (torch tensors), the CPU for numpy parts.
 
     Returns:
         (best weight, table): the table has one {"weight", "top1"} dict per candidate, ascending.
@@ -126,7 +128,7 @@ def choose_fusion_weight(
     table = []
     for w in sorted({0.0, *map(float, candidates)}):
         weights = {global_key: 1.0, local_key: w}
-        top1 = _top1(_numpy(fuse(query_parts, weights)), _numpy(fuse(gallery_parts, weights)), q_labels, g_labels)
+        top1 = _top1(fuse(query_parts, weights), fuse(gallery_parts, weights), q_labels, g_labels, device)
         table.append({"weight": w, "top1": top1})
     # Ascending weights and a strict ">" keep the smallest weight among equals.
     best = table[0]

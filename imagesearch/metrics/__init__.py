@@ -3,7 +3,8 @@
 - `results`: `result.json` parsing (`parse_results`, `VideoPrediction`, `ResultFormatError`).
 - `official`: the S1/S2/S3 score (`score`, `ScoreReport`, `snap_frame`), with per-video reasons and points lost.
 - `diagnostics`: the points lost summed by reason, the worst videos (`loss_table`, `worst_videos`).
-- `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision`.
+- `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision` (dense, small
+  sets), `embedding_retrieval_metrics` (the same recall@k and mAP from embeddings, chunked).
 - `detection`: `box_iou`, `voc_ap50`.
 - `classification`: `classification_metrics` (accuracy, per-class AP, mAP, confusion matrix), `softmax`.
 """
@@ -23,7 +24,13 @@ from imagesearch.metrics.official import (
     video_items,
 )
 from imagesearch.metrics.results import ResultEntry, ResultFormatError, VideoPrediction, parse_results
-from imagesearch.metrics.retrieval import mean_average_precision, rank_gallery, recall_at_k, topk_item_accuracy
+from imagesearch.metrics.retrieval import (
+    embedding_retrieval_metrics,
+    mean_average_precision,
+    rank_gallery,
+    recall_at_k,
+    topk_item_accuracy,
+)
 
 __all__ = [
     "LEVEL_WEIGHTS",
@@ -38,6 +45,7 @@ __all__ = [
     "box_iou",
     "classification_metrics",
     "diagnostics_dict",
+    "embedding_retrieval_metrics",
     "f1_level",
     "format_losses",
     "loss_table",

@@ -3,6 +3,8 @@
 Both are written in numpy on purpose: the scorer reads a JSON file and must not need torch, and the
 competition thresholds are strict (`IoU > 0.5`), so the IoU is computed in float64 where
 `torchvision.ops.box_iou` on float32 tensors can round a pair sitting exactly at 0.5 either way.
+`voc_ap50` is vectorised (one IoU matrix per image, one sort over all detections), not a loop per
+detection: evaluation may score millions of detections.
 `tests/unit/test_metrics.py` checks `box_iou` against `torchvision.ops.box_iou`. torchmetrics'
 MeanAveragePrecision is not a project dependency (and uses COCO's 101-point interpolation), so the
 VOC devkit's rule is re-implemented here in ~40 lines.
@@ -67,6 +69,7 @@ def voc_ap50(
     predictions: Sequence[Mapping[str, Any]],
     ground_truths: Sequence[Mapping[str, Any]],
     iou_thr: float = 0.5,
+    min_score: float | None = None,
 ) -> dict[str, Any]:
     """Detector AP at IoU `iou_thr` per class and their mean, as the PASCAL VOC devkit computes it.
 
@@ -77,10 +80,17 @@ def voc_ap50(
     (the devkit does not fall back to the next-best box). AP is the area under the interpolated
     PR curve over all points. A class with no ground truth has no AP and is left out of the mean.
 
+    Vectorised: since a detection never falls back to another box, it is a true positive exactly when
+    it is the first, in score order, of the detections whose best box is that box with IoU > `iou_thr`.
+    So one IoU matrix per image (detections x boxes of the class) and one sort over all detections
+    replace the devkit's loop over detections.
+
     Args:
         predictions: one dict per image: "boxes" (N, 4) xyxy, "scores" (N,), "labels" (N,) int.
         ground_truths: one dict per image, same order: "boxes" (M, 4) xyxy, "labels" (M,) int.
         iou_thr: the IoU a detection must exceed.
+        min_score: detections scored below it are left out (an evaluation threshold, as COCO's 0.05:
+            the PR curve is then cut where the detector's scores end); None keeps every detection.
 
     Returns:
         {"per_class": {label: AP}, "mAP": mean over classes with ground truth (0.0 when none),
@@ -100,43 +110,63 @@ def voc_ap50(
     for labels in gt_labels:
         for lab in labels.tolist():
             num_gt[lab] = num_gt.get(lab, 0) + 1
+    dets = _Detections(predictions, min_score)
     per_class: dict[int, float] = {}
     for cls in sorted(num_gt):
-        per_class[cls] = _class_ap(cls, predictions, gt_boxes, gt_labels, num_gt[cls], iou_thr)
+        per_class[cls] = _class_ap(dets, cls, gt_boxes, gt_labels, num_gt[cls], iou_thr)
     mean = float(np.mean(list(per_class.values()))) if per_class else 0.0
     return {"per_class": per_class, "mAP": mean, "num_gt": num_gt}
 
 
+class _Detections:
+    """Every image's detections in one set of arrays, in input order (image, then detection)."""
+
+    def __init__(self, predictions: Sequence[Mapping[str, Any]], min_score: float | None) -> None:
+        boxes = [_as_numpy(p["boxes"]).reshape(-1, 4) for p in predictions]
+        scores = [_as_numpy(p["scores"]).reshape(-1) for p in predictions]
+        labels = [_as_numpy(p["labels"], np.int64).reshape(-1) for p in predictions]
+        sizes = [len(s) for s in scores]
+        self.boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+        self.scores = np.concatenate(scores) if scores else np.zeros(0)
+        self.labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        self.image = np.repeat(np.arange(len(sizes)), sizes)
+        if min_score is not None:
+            keep = self.scores >= min_score
+            self.boxes, self.scores, self.labels, self.image = (
+                self.boxes[keep],
+                self.scores[keep],
+                self.labels[keep],
+                self.image[keep],
+            )
+
+
 def _class_ap(
-    cls: int,
-    predictions: Sequence[Mapping[str, Any]],
-    gt_boxes: list[np.ndarray],
-    gt_labels: list[np.ndarray],
-    npos: int,
-    iou_thr: float,
+    dets: _Detections, cls: int, gt_boxes: list[np.ndarray], gt_labels: list[np.ndarray], npos: int, iou_thr: float
 ) -> float:
-    dets: list[tuple[float, int, np.ndarray]] = []  # (score, image index, box)
-    for img, pred in enumerate(predictions):
-        labels = _as_numpy(pred["labels"], np.int64).reshape(-1)
-        boxes = _as_numpy(pred["boxes"]).reshape(-1, 4)
-        scores = _as_numpy(pred["scores"]).reshape(-1)
-        dets += [(float(scores[j]), img, boxes[j]) for j in np.flatnonzero(labels == cls)]
-    if not dets:
+    mine = np.flatnonzero(dets.labels == cls)
+    if len(mine) == 0:
         return 0.0
-    order = sorted(range(len(dets)), key=lambda j: -dets[j][0])  # stable: ties keep input order
-    matched = [np.zeros(int((lab == cls).sum()), dtype=bool) for lab in gt_labels]
-    tp = np.zeros(len(dets))
-    for rank, j in enumerate(order):
-        _, img, box = dets[j]
-        cls_boxes = gt_boxes[img][gt_labels[img] == cls]
-        if len(cls_boxes) == 0:
-            continue
-        ious = box_iou(box[None], cls_boxes)[0]
-        best = int(np.argmax(ious))
-        if ious[best] > iou_thr and not matched[img][best]:
-            matched[img][best] = True
-            tp[rank] = 1.0
+    image, boxes = dets.image[mine], dets.boxes[mine]
+    # Best box of the class in its image per detection: (index among all the class's boxes, IoU).
+    best_box = np.full(len(mine), -1, np.int64)
+    best_iou = np.zeros(len(mine))
+    cls_boxes = [b[lab == cls] for b, lab in zip(gt_boxes, gt_labels, strict=True)]
+    first_box = np.concatenate([[0], np.cumsum([len(b) for b in cls_boxes])])
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])  # `image` ascends: one run per image
+    for s, e in zip(starts, [*starts[1:], len(mine)], strict=True):
+        img = int(image[s])
+        if len(cls_boxes[img]):
+            iou = box_iou(boxes[s:e], cls_boxes[img])
+            best = iou.argmax(axis=1)  # the first of equal IoUs, as the devkit's argmax
+            best_box[s:e] = first_box[img] + best
+            best_iou[s:e] = iou[np.arange(e - s), best]
+    order = np.argsort(-dets.scores[mine], kind="stable")  # ties keep input order
+    hit = best_iou[order] > iou_thr
+    tp = np.zeros(len(mine))
+    ranks = np.flatnonzero(hit)
+    _, first = np.unique(best_box[order][ranks], return_index=True)  # first detection of each box, by rank
+    tp[ranks[first]] = 1.0
     ctp = np.cumsum(tp)
     recall = ctp / npos
-    precision = ctp / np.arange(1, len(dets) + 1)
+    precision = ctp / np.arange(1, len(mine) + 1)
     return _voc_ap(recall, precision)

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from imagesearch.embedder.data import RetrievalSet
+from imagesearch.data.crops import CropRecord
+from imagesearch.embedder import data as embedder_data
+from imagesearch.embedder.data import EmbedderDataConfig, RetrievalSet, build_retrieval_set
 from imagesearch.embedder.train import EmbedderRun, check_run, evaluate_embedder, retrieval_metrics
 
 
@@ -62,3 +64,24 @@ def test_check_run_rejects_mined_losses_on_fixed_triplets():
     run.loss.miner = "batch_hard"
     with pytest.raises(ValueError, match="data.sampler 'triplet'"):
         check_run(run)
+
+
+def test_val_budget_scores_a_fixed_seeded_subset_of_queries(monkeypatch, tmp_path):
+    frames = [
+        CropRecord(f"f{i}.jpg", "frame", f"item{i % 3}", 1 + i % 3, "x", 0, (0.0, 0.0, 1.0, 1.0)) for i in range(10)
+    ]
+    images = [CropRecord(f"i{i}.jpg", "image", f"item{i}", 1 + i, "x", 0, (0.0, 0.0, 1.0, 1.0)) for i in range(3)]
+    monkeypatch.setattr(embedder_data, "load_identity_crops", lambda root, cfg: (tmp_path, frames + images))
+
+    def queries(budget: int, seed: int) -> list[str]:
+        cfg = EmbedderDataConfig(val_budget=budget, num_workers=0)
+        retrieval = build_retrieval_set("split", cfg, image_size=8, seed=seed)
+        assert retrieval.gallery_labels == ["item0", "item1", "item2"]  # the gallery is always whole
+        assert len(retrieval.queries.dataset) == len(retrieval.query_labels)
+        return [r.file for r in retrieval.queries.dataset.records]
+
+    subset = queries(4, seed=0)
+    assert len(subset) == 4 and subset == queries(4, seed=0)  # the same queries at every evaluation
+    assert subset == sorted(subset, key=lambda f: int(f[1:-4]))  # kept in split order
+    assert {tuple(queries(4, seed=s)) for s in range(5)} != {tuple(subset)}  # the seed draws them
+    assert queries(0, seed=0) == queries(10, seed=0) == [r.file for r in frames]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from imagesearch.data.crops import CropRecord
@@ -142,3 +143,35 @@ def test_pk_sampler_needs_p_identities():
     labels, sources = pk_index()
     with pytest.raises(ValueError, match="only 4 identities"):
         PKSampler(labels, sources, p=5, k=2)
+
+
+def test_triplet_sampler_anchors_equal_the_rule_checked_pair_by_pair():
+    # Random crops of 3 items in 2 videos, so that many frame crops have no possible negative; the
+    # oracle tests every frame crop against every other, as the sampler did before it counted instead.
+    rng = np.random.default_rng(0)
+    partial = 0  # cases where some frame crops with product crops are anchors and some are not
+    for _ in range(60):
+        records = []
+        for _ in range(int(rng.integers(4, 12))):
+            item = int(rng.integers(0, 3))
+            instance = 10 * item + 1 + int(rng.integers(0, 2)) if rng.random() < 0.9 else 0
+            source, video = ("frame", f"v{rng.integers(0, 2)}") if rng.random() < 0.6 else ("image", "")
+            records.append(crop(source, f"I{item}" if instance else "", instance, int(rng.integers(0, 3)), video))
+        frames = [i for i, r in enumerate(records) if r.source == "frame" and r.instance_id > 0]
+        products = {r.instance_id for r in records if r.source == "image" and r.instance_id > 0}
+        with_products = [j for j, i in enumerate(frames) if records[i].instance_id in products]
+        expected = [
+            j
+            for j in with_products
+            if any(
+                records[o].item_id != records[frames[j]].item_id and records[o].video_id != records[frames[j]].video_id
+                for o in frames
+            )
+        ]
+        if not expected:
+            with pytest.raises(ValueError, match="no usable anchor"):
+                TripletSampler(records)
+            continue
+        assert TripletSampler(records).anchors.tolist() == expected
+        partial += len(expected) < len(with_products)
+    assert partial >= 5

@@ -90,3 +90,12 @@ def test_choose_weight_when_lbp_hurts() -> None:
 def test_choose_weight_checks_keys() -> None:
     with pytest.raises(ValueError, match="exactly the keys"):
         choose_fusion_weight({"global": np.ones((1, 2))}, GALLERY, ["A"], GALLERY_LABELS)
+
+
+def test_choose_weight_on_tensors_follows_their_device() -> None:
+    queries = {"global": np.array([[0.6, 0.8], [0.0, 1.0]]), "lbp": np.array([[1.0, 0.0], [0.0, 1.0]])}
+    tensors = {k: torch.from_numpy(v) for k, v in queries.items()}
+    gallery = {k: torch.from_numpy(v) for k, v in GALLERY.items()}
+    args = (["A", "B"], GALLERY_LABELS, CANDIDATES)
+    assert choose_fusion_weight(tensors, gallery, *args) == choose_fusion_weight(queries, GALLERY, *args)
+    assert choose_fusion_weight(tensors, gallery, *args, device="cpu")[0] == 0.3

@@ -45,6 +45,79 @@ def test_brute_force_accepts_tensors() -> None:
     np.testing.assert_array_equal(idx, _naive(q, g, 2)[1])
 
 
+def _tied(m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)  # coordinates in {-1, 0, 1}: many exact ties, all distances exact
+    return rng.integers(-1, 2, size=(m, 3)).astype(np.float32), rng.integers(-1, 2, size=(n, 3)).astype(np.float32)
+
+
+def test_ties_go_to_the_lower_index_whatever_the_chunking() -> None:
+    # One query at the origin, four gallery points at distance 1 (indices 1, 2, 4, 5) around a farther one.
+    g = np.array([[2, 0], [1, 0], [0, 1], [0, 3], [-1, 0], [0, -1]], np.float32)
+    for chunk_size in (1, 2, 4, 100):
+        index = BruteForceIndex(chunk_size=chunk_size)
+        index.add(g)
+        dist, idx = index.search(np.zeros((1, 2), np.float32), 3)
+        assert idx.tolist() == [[1, 2, 4]] and dist.tolist() == [[1.0, 1.0, 1.0]]
+
+
+@pytest.mark.parametrize(
+    ("dtype", "rerank"), [(torch.float32, 0), (torch.float64, 0), (torch.float16, 4), (torch.bfloat16, 100)]
+)
+def test_brute_force_equals_numpy_on_ties_and_k_above_the_gallery(dtype: torch.dtype, rerank: int) -> None:
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        q, g = _tied(int(rng.integers(1, 12)), int(rng.integers(1, 40)), seed)
+        k, chunk_size = int(rng.integers(1, 50)), int(rng.integers(1, 9))
+        index = BruteForceIndex(chunk_size=chunk_size, dtype=dtype, rerank=rerank)
+        index.add(g)
+        dist, idx = index.search(q, k)
+        found = min(k, len(g))
+        ref_d, ref_i = _naive(q, g, found)
+        np.testing.assert_array_equal(idx[:, :found], ref_i)
+        np.testing.assert_array_equal(dist[:, :found], ref_d)  # small integers: exact in every dtype
+        assert (idx[:, found:] == -1).all() and np.isinf(dist[:, found:]).all()
+
+
+def test_half_precision_with_rerank_equals_float32() -> None:
+    q, g = _data(60, 700, 32, seed=4)
+    exact = BruteForceIndex(chunk_size=128)
+    half = BruteForceIndex(chunk_size=128, dtype=torch.float16, rerank=50)
+    plain_half = BruteForceIndex(chunk_size=128, dtype=torch.float16)
+    for index in (exact, half, plain_half):
+        index.add(g)
+    ed, ei = exact.search(q, 10)
+    hd, hi = half.search(q, 10)
+    np.testing.assert_array_equal(hi, ei)
+    np.testing.assert_allclose(hd, ed, rtol=1e-5, atol=1e-5)  # re-ranked in float32
+    pd, _ = plain_half.search(q, 10)
+    assert np.abs(pd - ed).max() > 1e-3  # without re-ranking the distances are float16's
+
+
+def test_auto_device_follows_the_vectors() -> None:
+    index = BruteForceIndex()  # "auto"
+    assert index.device is None
+    index.add(torch.zeros((2, 3)))
+    assert index.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.full((1, 3), np.nan, np.float32), 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_search_equals_cpu_search() -> None:
+    q, g = _data(500, 5000, 64, seed=5)
+    tq, tg = _tied(200, 3000, seed=6)
+    for queries, gallery in ((q, g), (tq, tg)):
+        cpu, cuda = BruteForceIndex("cpu", chunk_size=1000), BruteForceIndex("auto", chunk_size=1000)
+        cpu.add(gallery)
+        cuda.add(torch.from_numpy(gallery).cuda())
+        assert cuda.device.type == "cuda"
+        cd, ci = cpu.search(queries, 20)
+        gd, gi = cuda.search(torch.from_numpy(queries).cuda(), 20)
+        np.testing.assert_array_equal(gi, ci)
+        np.testing.assert_allclose(gd, cd, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["brute", "faiss_flat"])
 def test_k_larger_than_gallery_is_padded(name: str) -> None:
     index = build_index(name)
