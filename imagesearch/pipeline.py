@@ -295,7 +295,8 @@ def _eval_overrides(cfg: PipelineRun, out: Path, staged: dict[str, list[str]]) -
 
 
 def _tune_fusion(cfg: PipelineRun, overrides: list[str], out: Path, summary: dict) -> float:
-    from imagesearch.evaluation.evaluate import EvalRun, tune_fusion_weight
+    from imagesearch.evaluation.evaluate import EvalRun
+    from imagesearch.evaluation.fusion import tune_fusion_weight
 
     path = out / "fusion.json"
     argv = [cfg.eval.config, *overrides, f"data.split={cfg.val_root}", f"out_dir={out / 'fusion'}"]

@@ -21,21 +21,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from imagesearch.config import config_to_dict, write_config
-from imagesearch.data.prefetch import FramePlan, iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.records import Split
 from imagesearch.detector.inference import DetectionConfig
 from imagesearch.evaluation.box_choice import compare_box_choices
 from imagesearch.evaluation.models import CropClassifier, build_extractor
-from imagesearch.features.extract import CropFeatures, FeatureConfig
-from imagesearch.features.fusion import choose_fusion_weight
+from imagesearch.features.extract import FeatureConfig
 from imagesearch.io import atomic_write_text
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
 from imagesearch.matching.matcher import Matcher, MatcherConfig, VideoTrace, results_of
@@ -43,7 +41,6 @@ from imagesearch.metrics.detection import voc_ap50
 from imagesearch.metrics.diagnostics import diagnostics_dict
 from imagesearch.metrics.official import ScoreReport, score
 from imagesearch.metrics.retrieval import recall_at_k
-from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +51,8 @@ __all__ = [
     "EvalRun",
     "IndexSection",
     "ReportConfig",
-    "annotated_query_parts",
     "evaluate_split",
     "summary_lines",
-    "tune_fusion_weight",
 ]
 
 KS = (1, 5, 20)
@@ -183,7 +178,7 @@ def _device(spec: str) -> str:
     return str(resolve_device(spec))
 
 
-def _index_device(cfg: EvalRun) -> str:
+def index_device(cfg: EvalRun) -> str:
     return _device(cfg.features.device if cfg.index.device == "auto" else cfg.index.device)
 
 
@@ -310,7 +305,7 @@ def evaluate_split(cfg: EvalRun) -> dict[str, Any]:
     if cfg.index.kind == "faiss_ivf":
         index_kwargs = {"nlist": cfg.index.nlist, "nprobe": cfg.index.nprobe}
     elif cfg.index.kind == "brute":
-        index_kwargs = {"device": _index_device(cfg)}
+        index_kwargs = {"device": index_device(cfg)}
     matcher = Matcher(
         gallery, extractor, cfg.matcher, models["detector"], models["classify"], models["merge_map"],
         cfg.index.kind, index_kwargs, det_batch=cfg.detector.batch_size,
@@ -386,69 +381,3 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
             f"{v['partly_decodable']}{_ids(v['partly_decodable_ids'])}"
         )
     return lines
-
-
-def annotated_query_parts(
-    split: Split,
-    extractor: CropFeatures,
-    progress: bool = True,
-    workers: int = 0,
-    prefetch: int = 2,
-) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Feature parts of every annotated product crop (instance > 0) of every annotated frame of the present
-    videos, cut with the extractor's crop path and geometry (as the gallery's).
-
-    Args:
-        workers, prefetch: decoding processes and videos decoded ahead per process, as the matcher's
-            (`data.prefetch.iter_decoded`); 0 workers decodes in this process.
-
-    Returns:
-        ({"global": (Q, Dg), "lbp": (Q, Dl)}, the Q true item ids). Unreadable videos are skipped.
-    """
-    videos = [v for v in split.videos.values() if v.present]
-    # Every annotated frame that holds a product box (frames showing distractors alone give no query).
-    every_annotated = FramePlan(count=1 << 30, annotated_only=True, products_only=True)
-    chunks, items = [], []
-    decoded = iter_decoded(videos, every_annotated, workers, prefetch)
-    for got in progress_bar(decoded, enabled=progress, total=len(videos), desc="query crops"):
-        if got.status != "ok":
-            log.warning("%s: %s; left out of the fusion tuning", got.video_id, got.error or got.status)
-            continue
-        annotated = {f.frame_index: f for f in videos[got.position].frames}
-        owners, boxes = [], []
-        for j, index in enumerate(got.indices):
-            for b in annotated[index].boxes:
-                if b.instance_id in split.instance_to_item:
-                    owners.append(j)
-                    boxes.append(b.xyxy)
-                    items.append(split.instance_to_item[b.instance_id])
-        if boxes:  # the crop path of the gallery (extractor.crop_path), so the parts are comparable
-            images = got.frame_list()
-            box_arr = np.array(boxes, np.float64)
-            chunks.append(extractor.box_parts(images, np.array(owners), box_arr, extractor.margin, extractor.max_side))
-    if not chunks:
-        raise ValueError(f"{split.root}: no annotated product crop in a present video to tune the fusion on")
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}, items
-
-
-def tune_fusion_weight(cfg: EvalRun, candidates: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)) -> dict[str, Any]:
-    """Choose `features.lbp_weight` on a validation split (`cfg.data.split`), with annotated boxes.
-
-    Queries are the annotated product crops of the annotated frames, the gallery the annotated product
-    crops of the product images (cached as in `evaluate_split`); `choose_fusion_weight` picks the
-    weight with the best crop top-1, weight 0 included and ties to the smaller weight, so on this
-    split the fusion is never worse than the global feature alone.
-
-    Returns:
-        {"lbp_weight", "table": [{"weight", "top1"}], "split", "num_queries", "num_gallery"}.
-    """
-    split = load_split(cfg.data.split, strict=cfg.data.strict)
-    extractor = build_extractor(cfg.features)
-    gallery = build_gallery(split, extractor, replace(cfg.gallery, boxes="annotated"), progress=cfg.progress)
-    m = cfg.matcher
-    parts, items = annotated_query_parts(split, extractor, cfg.progress, workers=m.decode_workers, prefetch=m.prefetch)
-    weight, table = choose_fusion_weight(
-        parts, gallery.parts, items, gallery.item_ids, candidates, device=_index_device(cfg)
-    )
-    log.info("fusion: lbp_weight %.3g chosen on %s: %s", weight, split.root, table)
-    return {"lbp_weight": weight, "table": table, "split": str(split.root), "num_queries": len(items), "num_gallery": len(gallery)}  # fmt: skip

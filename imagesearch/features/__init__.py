@@ -1,6 +1,6 @@
 """Retrieval features (SPEC §3 stage 6): LBP texture histograms, global pooling, weighted fusion."""
 
-from imagesearch.features.fusion import choose_fusion_weight, fuse
+from imagesearch.features.fusion import fuse
 from imagesearch.features.lbp import lbp_codes, lbp_codes_batch, lbp_dim, lbp_histogram, lbp_histograms
 from imagesearch.features.pooling import POOLS, GeM, build_pool, gem
 
@@ -8,7 +8,6 @@ __all__ = [
     "POOLS",
     "GeM",
     "build_pool",
-    "choose_fusion_weight",
     "fuse",
     "gem",
     "lbp_codes",

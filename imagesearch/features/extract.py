@@ -4,7 +4,7 @@ A `CropFeatures` maps garment crops (RGB uint8 arrays of any size) to named part
 L2-normalised: "global" (the learned or pretrained embedding) and "lbp" (a uniform-LBP grid
 histogram). `fuse` then concatenates them with weights {global: 1, lbp: lbp_weight}
 (`features.fusion.fuse`). The parts are what the gallery cache stores, so a new fusion weight never
-needs the gallery recomputed, and `choose_fusion_weight` can pick it from the same parts.
+needs the gallery recomputed, and `evaluation.fusion.choose_fusion_weight` can pick it from the same parts.
 
 Global features, chosen by `FeatureConfig.kind`:
 - "imagenet_vgg16" (`imagenet_vgg16` here): a frozen VGG16 trunk from a weights file (the converter's
@@ -98,7 +98,7 @@ class FeatureConfig:
         max_side: CPU crop path: crops are shrunk to this longer side first; None = the embedder's
             `data.max_side`, else 256.
         lbp_weight: weight of the LBP part, the global part weighing 1; 0 = the global feature alone.
-            Choose it on validation data (`choose_fusion_weight`), never on the data reported.
+            Choose it on validation data (`evaluation.fusion.choose_fusion_weight`), never on the data reported.
         lbp: LBP histogram settings.
         batch_size: crops per forward pass.
         device: "auto", "cpu" or "cuda[:i]".

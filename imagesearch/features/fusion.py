@@ -1,21 +1,18 @@
-"""Weighted fusion of per-part features (global embedding, LBP, ...) and the choice of its weight.
+"""Weighted fusion of per-part features (global embedding, LBP, ...).
 
-SPEC §6: LBP alone is a weak cue and an equal-weight concatenation hurt retrieval on real data, so
-the LBP weight is chosen on validation data and weight 0 (the global feature alone) is always among
-the candidates, with ties going to the smaller weight.
+The weights are chosen on validation data (`evaluation.fusion.choose_fusion_weight`, SPEC §6), never
+on the data reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imagesearch.matching.index import BruteForceIndex
-
-__all__ = ["choose_fusion_weight", "fuse"]
+__all__ = ["fuse"]
 
 Array = np.ndarray | torch.Tensor
 
@@ -75,64 +72,3 @@ def fuse(parts: Mapping[str, Array], weights: Mapping[str, float]) -> Array:
         scaled.append(x * float(np.sqrt(weights[name] / total)))
     fused = torch.cat(scaled, dim=1)
     return fused.cpu().numpy() if as_numpy else fused
-
-
-def _top1(
-    query: Array, gallery: Array, q_labels: np.ndarray, g_labels: np.ndarray, device: str | torch.device
-) -> float:
-    # float32, like the matcher's search: the weight is chosen under the arithmetic it will be used with.
-    index = BruteForceIndex(device=device)
-    index.add(gallery)
-    _, nearest = index.search(query, 1)
-    return float((g_labels[nearest[:, 0]] == q_labels).mean())
-
-
-def choose_fusion_weight(
-    query_parts: Mapping[str, Array],
-    gallery_parts: Mapping[str, Array],
-    query_labels: Sequence[object] | np.ndarray,
-    gallery_labels: Sequence[object] | np.ndarray,
-    candidates: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
-    global_key: str = "global",
-    local_key: str = "lbp",
-    device: str | torch.device = "auto",
-) -> tuple[float, list[dict[str, float]]]:
-    """Pick the local-feature (LBP) weight that maximises validation top-1, global weight fixed at 1.
-
-    For each candidate w the query and gallery parts are fused with {global: 1, lbp: w} and each
-    query's nearest gallery row (exact squared Euclidean) is right when it has the query's label.
-    Weight 0 is always tried, and ties go to the smaller weight, so on this validation data the
-    chosen fusion is never worse than the global feature alone.
-
-    Args:
-        query_parts: {global_key: (M, D_g), local_key: (M, D_l)} query features.
-        gallery_parts: the same keys, (N, D_g) and (N, D_l).
-        query_labels: (M,) labels (e.g. item ids) of the queries.
-        gallery_labels: (N,) labels of the gallery rows.
-        candidates: weights to try (0 is added when absent).
-        global_key: name of the global part.
-        local_key: name of the local part whose weight is chosen.
-        device: where the exact nearest-neighbour search runs (`BruteForceIndex`, float32); "auto" =
-            the device of the parts (torch tensors), the CPU for numpy parts.
-
-    Returns:
-        (best weight, table): the table has one {"weight", "top1"} dict per candidate, ascending.
-    """
-    keys = (global_key, local_key)
-    for what, parts in (("query_parts", query_parts), ("gallery_parts", gallery_parts)):
-        if set(parts) != set(keys):
-            raise ValueError(f"{what} must hold exactly the keys {list(keys)}, got {sorted(parts)}")
-    q_labels, g_labels = np.asarray(query_labels), np.asarray(gallery_labels)
-    if len(q_labels) != len(query_parts[global_key]) or len(g_labels) != len(gallery_parts[global_key]):
-        raise ValueError("query_labels / gallery_labels must have one label per row of the parts")
-    table = []
-    for w in sorted({0.0, *map(float, candidates)}):
-        weights = {global_key: 1.0, local_key: w}
-        top1 = _top1(fuse(query_parts, weights), fuse(gallery_parts, weights), q_labels, g_labels, device)
-        table.append({"weight": w, "top1": top1})
-    # Ascending weights and a strict ">" keep the smallest weight among equals.
-    best = table[0]
-    for row in table[1:]:
-        if row["top1"] > best["top1"]:
-            best = row
-    return best["weight"], table

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from imagesearch.features.fusion import choose_fusion_weight, fuse
+from imagesearch.evaluation.fusion import choose_fusion_weight
+from imagesearch.features.fusion import fuse
 
 
 def _unit(rows: list[list[float]]) -> np.ndarray:

@@ -15,7 +15,7 @@ from imagesearch.data.crops import cut_crop
 from imagesearch.data.prefetch import iter_decoded
 from imagesearch.data.reader import load_split
 from imagesearch.data.video import read_frames
-from imagesearch.evaluation.evaluate import annotated_query_parts
+from imagesearch.evaluation.fusion import annotated_query_parts
 from imagesearch.evaluation.models import CropClassifier, build_extractor
 from imagesearch.features.extract import FeatureConfig, LBPConfig
 from imagesearch.matching.gallery import GalleryConfig, build_gallery
