@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -52,8 +52,6 @@ __all__ = [
     "results_of",
     "sample_frames",
 ]
-
-FrameHook = Callable[[Video, list[int], list[np.ndarray]], None]
 
 
 @dataclass
@@ -231,22 +229,19 @@ class Matcher:
         with self._timed("search"):
             return self.index.search(query, k)
 
-    def query_video(self, video: Video, split: Split, on_frames: FrameHook | None = None) -> VideoTrace:
+    def query_video(self, video: Video, split: Split) -> VideoTrace:
         """Sample, decode, find garments, embed and search one video (no decision yet).
 
         Args:
             video: the video record (a missing `.mp4` gives status "missing").
             split: its split (instance -> item map, for the recall queries).
-            on_frames: called with (video, indices, RGB frames) once decoded (e.g. report thumbnails).
 
         Returns:
             The `VideoTrace`.
         """
-        return next(self.stream([video], split, on_frames))
+        return next(self.stream([video], split))
 
-    def stream(
-        self, videos: Sequence[Video], split: Split, on_frames: FrameHook | None = None, progress: bool = False
-    ) -> Iterator[VideoTrace]:
+    def stream(self, videos: Sequence[Video], split: Split, progress: bool = False) -> Iterator[VideoTrace]:
         """Query videos in a stream (see the module docstring); yields each trace, undecided, in order.
 
         Resets `timings` and `max_frames_held`.
@@ -262,7 +257,7 @@ class Matcher:
                 item: DecodedVideo | None = next(decoded, None)
             last = item is None
             if item is not None:
-                work = self._start(item, videos[item.position], on_frames)
+                work = self._start(item, videos[item.position])
                 inflight.append(work)  # skipped videos too, so that traces come out in order
                 if work.trace.status == "ok" and gt:
                     work.boxes = self._gt_boxes(work.video, work.trace.frame_indices)
@@ -285,23 +280,23 @@ class Matcher:
                 break
         bar.close()
 
-    def _start(self, item: DecodedVideo, video: Video, on_frames: FrameHook | None) -> _Work:
-        trace = VideoTrace(item.video_id, item.status, list(item.indices), error=item.error, frames_lost=item.frames_lost)
+    def _start(self, item: DecodedVideo, video: Video) -> _Work:
+        trace = VideoTrace(
+            item.video_id, item.status, list(item.indices), error=item.error, frames_lost=item.frames_lost
+        )
         work = _Work(trace, video, item.frame_list())
         if trace.status == "ok":
             work.undetected = 0 if self.cfg.gt_boxes else len(work.frames)
-            if on_frames is not None:
-                on_frames(video, trace.frame_indices, work.frames)
         return work
 
-    def run(self, split: Split, video_ids: Sequence[str] | None = None, on_frames: FrameHook | None = None, progress: bool = True) -> list[VideoTrace]:  # fmt: skip
+    def run(self, split: Split, video_ids: Sequence[str] | None = None, progress: bool = True) -> list[VideoTrace]:
         """Query every video (or `video_ids`) and decide.
 
         Returns:
             One trace per video, in split order, each with its `decision` (None for a skipped video).
         """
         ids = list(split.videos) if video_ids is None else list(video_ids)
-        traces = list(self.stream([split.videos[v] for v in ids], split, on_frames, progress))
+        traces = list(self.stream([split.videos[v] for v in ids], split, progress))
         skipped = [t for t in traces if t.status in ("missing", "unreadable")]
         if skipped:
             log.info("matcher: %d of %d videos skipped (missing or unreadable)", len(skipped), len(traces))
