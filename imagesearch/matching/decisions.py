@@ -47,8 +47,8 @@ class MatcherConfig:
         one_to_one: each item goes to at most one video (Hungarian assignment on the votes).
         max_distance: abstain when the chosen evidence's squared distance exceeds this; None never.
         box_choice: which detection of the chosen item gives the frame and frame box (`boxes.FRAME_RULES`):
-            "best_match" (the closest match: the vote's evidence), "best_score" (the highest detector
-            score), "consensus" (the box that agrees most with the item's other voting boxes in
+            "best_score" (the highest detector score; the default, chosen on validation: see
+            `matching.boxes`), "best_match" (the closest match: the vote's evidence, the original rule), "consensus" (the box that agrees most with the item's other voting boxes in
             nearby frames, mean IoU), "score_consensus" (score x agreement).
         item_box_choice: the product-image box (`boxes.ITEM_RULES`): "paired" (the chosen detection's
             closest crop of the item) or "most_matched" (the crop of that piece matched by the most voters).
@@ -70,7 +70,7 @@ class MatcherConfig:
     two_piece: bool = True
     one_to_one: bool = False
     max_distance: float | None = None
-    box_choice: str = "best_match"
+    box_choice: str = "best_score"
     item_box_choice: str = "paired"
     box_window: int = 80
     decode_workers: int = 0

@@ -116,8 +116,9 @@ def test_unchanged_when_nothing_to_choose():
 
 
 def test_decide_applies_the_configured_rule():
-    base = decide({"v": FRAMES}, MatcherConfig(), {})["v"]
-    assert base.results == vote(FRAMES).results  # the default is today's evidence
+    base = decide({"v": FRAMES}, MatcherConfig(box_choice="best_match"), {})["v"]
+    assert base.results == vote(FRAMES).results  # "best_match" reports the vote's own evidence
+    assert MatcherConfig().box_choice == "best_score"  # the default, chosen on validation (matching.boxes)
     d = decide({"v": FRAMES}, MatcherConfig(box_choice="consensus", box_window=80), {})["v"]
     assert (d.item_id, d.frame_index, d.results[0].frame_box) == ("A", 80, (0.0, 0.0, 100.0, 180.0))
     assert d.distance == base.distance  # abstention still reads the vote's evidence distance
