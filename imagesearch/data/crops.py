@@ -30,6 +30,7 @@ import json
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -240,20 +241,25 @@ def _cut_all(
 ) -> list[tuple[list[CropRecord], str]]:
     """`cut` of every task, in task order, by `workers` spawned processes (0: in this process)."""
     bar = progress_bar(total=len(tasks), enabled=progress, desc="crops", unit="source")
-    results: list[tuple[list[CropRecord], str]] = []
+    results: list[tuple[list[CropRecord], str] | None] = [None] * len(tasks)
     if workers <= 0 or len(tasks) < 2:
-        for task in tasks:
-            results.append(cut(task))
+        for i, task in enumerate(tasks):
+            results[i] = cut(task)
             bar.update()
     else:
-        # spawn: a forked child of a process that holds torch's thread pools can hang.
+        # spawn: a forked child of a process that holds torch's thread pools can hang. An executor, not a
+        # multiprocessing.Pool: a worker that dies (killed for memory) raises BrokenProcessPool instead of a hang.
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(workers, len(tasks)), initializer=_init_worker) as pool:
-            for result in pool.imap(cut, tasks):  # in task order: the index is the same for any worker count
-                results.append(result)
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker)
+        try:
+            futures = {pool.submit(cut, task): i for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
                 bar.update()
+        finally:
+            pool.shutdown(cancel_futures=True)
     bar.close()
-    return results
+    return results  # type: ignore[return-value]
 
 
 def extract_crops(
