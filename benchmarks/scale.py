@@ -11,7 +11,7 @@ Small frames (136x240, 121 frames, annotated every 40th; 200 px product images):
 Random-init smoke models (configs/smoke/detector.yaml and embedder.yaml, seed 8008, saved as
 checkpoints) stand in for trained ones. Each stage runs in a fresh process, on fresh caches:
 - `detector_data`: the detector's samples and frame cache (`detector.data.build_samples`);
-- `crops`: the crop caches of the embedder (no distractors) and the classifier (distractors);
+- `crops`: the crop cache the embedder (no distractors) and the classifier (distractors) share;
 - `detector_val`: one detector validation pass (`detector.train.evaluate_checkpoint`, smoke config);
 - `embedder_val`: one embedder validation pass (`embedder.train.evaluate_run`, smoke config);
 - `evaluate`: `evaluation.evaluate_split` with configs/eval/default.yaml (detector boxes, the embedder
@@ -143,7 +143,7 @@ def _crops(args: argparse.Namespace, models: dict[str, Path]) -> tuple[dict, lis
 
     split, cache = load_split(args.split), args.work / "cache" / "crops"
     counts = {}
-    for distractors in (False, True):  # the embedder's cache, then the classifier's (smoke configs' max_side)
+    for distractors in (False, True):  # the embedder's view (cuts the cache), then the classifier's (reads it)
         _, records = extract_crops(split, cache, max_side=96, include_distractors=distractors, progress=False)
         counts["crops_with_distractors" if distractors else "crops"] = len(records)
     return counts, [cache]

@@ -3,8 +3,9 @@
 Three kinds, told apart by the file that marks a complete folder (written last by their builders):
 - `gallery` (`matching.gallery`): `<cache_dir>/<16 hex>/parts.npz` + `meta.json`; what made it is
   the `description` at the head of `meta.json` (settings, features, split fingerprint, model files);
-- `crops` (`data.crops`): `<cache_dir>/<12 hex>/crops.jsonl` + `img/`; what made it is `meta.json`
-  (split, margin, max_side, distractors) where the cache has one, and the crop counts of its index;
+- `crops` (`data.crops`): `<cache_dir>/<12 hex>/crops.jsonl` + `img/<shard>/`; what made it is `meta.json`
+  (version, split, margin, max_side) where the cache has one, and the crop counts of its index. A
+  version 1 cache (no "version"; one flat `img/`, made with or without distractors) is never read again;
 - `detector_frames` (`detector.data`): `<cache_dir>/<video id>_<12 hex>/frames.json` + `<i>.jpg`;
 - `detector_views` (`detector.cached`, training on cached trunk outputs): `<cache_dir>/trunk_views/`
   of `<20 hex>.pt` files, one per image (keyed by image, trunk weights and augmentation), written one
@@ -16,8 +17,9 @@ Pruning (`select_prunable`) works within groups of caches that stand for the sam
 "keep the newest N" never drops one split's cache because another split's is newer:
 - gallery: the same cache folder, split (fingerprint) and box source: each retrained checkpoint or
   feature setting adds one;
-- crops: the same cache folder, split and distractor setting (a cache without `meta.json`, written
-  before it existed, is a group of its own: only an age rule prunes it);
+- crops: the same cache folder and split, whatever the geometry or version (so "keep the newest"
+  drops version 1 caches once a current one is built; a cache without `meta.json`, written before it
+  existed, is a group of its own: only an age rule prunes it);
 - detector_frames: the same cache folder and video (a re-encoded or re-annotated video adds one).
 Incomplete folders are always prunable.
 """
@@ -197,7 +199,7 @@ def _group(path: Path, kind: str, description: dict[str, Any]) -> str:
     if kind == "crops":
         if "split" not in description:
             return f"{parent}|{path.name}"  # no metadata: its own group
-        return f"{parent}|split={description['split']}|distractors={description.get('distractors')}"
+        return f"{parent}|split={description['split']}"
     if kind == "detector_views":
         return parent
     return f"{parent}|video={description.get('video_id', path.name)}"
@@ -269,6 +271,8 @@ def _summary(e: CacheEntry) -> str:
         return f"boxes={d.get('gallery', {}).get('boxes')} features={feats.get('kind', '?')} files=[{files}]"
     if e.kind == "crops":
         where = f"split={d['split']} " if "split" in d else "(no meta.json) "
+        if "version" not in d:
+            where = f"version 1, never read: {where}"
         return f"{where}{d.get('crops', 0)} crops ({d.get('frame_crops', 0)} from frames)"
     if e.kind == "detector_views":
         return f"trunk views of {d.get('images')} images (created = the newest)"

@@ -31,11 +31,13 @@ class CropDataConfig:
     Attributes:
         train_roots: training split folders (competition layout).
         val_root: the validation split folder (a separate split).
-        cache_dir: parent folder of the crop caches.
+        cache_dir: parent folder of the crop caches (one cache per split and crop geometry, which the
+            classifier and the embedder share).
         margin: box growth on each side, as a fraction of the box size.
         max_side: longer side of a cached crop, in pixels.
         eval_batch_size: crops per batch in validation.
-        num_workers: loader worker processes.
+        num_workers: loader worker processes; also the processes that cut a split's crop cache when it
+            is first built (0: in the main process).
         augment: training augmentation strengths.
     """
 
@@ -59,9 +61,9 @@ def load_split_crops(
 
     Args:
         root: the split folder.
-        cfg: the crop settings (`cache_dir`, `margin`, `max_side`).
+        cfg: the crop settings (`cache_dir`, `margin`, `max_side`) and the cutting processes (`num_workers`).
         keep: which crop records to keep.
-        include_distractors: also cut garments with instance_id 0 (part of the cache key).
+        include_distractors: also keep garments with instance_id 0 (the cache holds them either way).
 
     Returns:
         (the cache folder, the kept crop records).
@@ -70,8 +72,9 @@ def load_split_crops(
     if split.skipped:
         log.warning("%s: %d malformed records skipped", root, len(split.skipped))
     folder, records = extract_crops(
-        split, cfg.cache_dir, margin=cfg.margin, max_side=cfg.max_side, include_distractors=include_distractors
-    )
+        split, cfg.cache_dir, margin=cfg.margin, max_side=cfg.max_side, include_distractors=include_distractors,
+        workers=cfg.num_workers,
+    )  # fmt: skip
     return folder, [r for r in records if keep(r)]
 
 

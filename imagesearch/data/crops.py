@@ -2,7 +2,21 @@
 
 Decoding a video to cut ten annotated frames is the slow part of every epoch, so crops are cut
 once (`extract_crops`) into a cache folder of JPEGs with a `crops.jsonl` index, and datasets read
-those. The index is written last and atomically: a folder without it is incomplete and is redone.
+those. One cache serves both stages: it holds every annotated garment, distractors (instance_id 0)
+included, and `include_distractors` only filters the records returned. Layout:
+
+    <cache_root>/<key>/            key: 12 hex of the split's annotations, margin, max_side and CACHE_VERSION
+      meta.json                    {"version", "split", "margin", "max_side"}, for `imagesearch.caches`
+      crops.jsonl                  one `CropRecord` per line; written last and atomically
+      img/<shard>/<name>.jpg       shard "0000", "0001", ...: the crops in index order, `shard_cap` per folder
+
+A name says where the crop is from: `i_<item>_<image stem>_<box>.jpg`, `v_<video>_<frame>_<box>.jpg`.
+Crops are cut by tasks, one per source (a video: all its annotated frames in one decoding pass; an
+item: its product images), in worker processes or in turn; the records keep the task order, so
+the index is the same whatever the worker count. Each crop file is written atomically, and the index
+last: a folder without it is an interrupted build, which the next call resumes (the sources whose
+crops are all on disk are not cut again). Version 1 caches (one flat `img/`, distractors in the key)
+are never read: their key differs.
 
 Training crops are augmented from a seed carried in the dataset key (`SeededCrops`, fed by
 `AugSeedSampler` or the embedder's samplers), so augmentation repeats with the run seed.
@@ -10,10 +24,13 @@ Training crops are augmented from a seed carried in the dataset key (`SeededCrop
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,12 +42,14 @@ from torch.utils.data import Dataset, Sampler
 
 from imagesearch.data.labels import CATEGORY_INDEX
 from imagesearch.data.records import Box, Split
-from imagesearch.io import atomic_write_text
+from imagesearch.io import atomic_write, atomic_write_text
 from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "crops.jsonl"
+CACHE_VERSION = 2  # 2: distractors always cut, sharded img/ folders
+SHARD_CAP = 10_000  # crop files per img/ folder
 
 
 @dataclass(frozen=True)
@@ -84,10 +103,10 @@ def cut_crop(image: np.ndarray, box: Sequence[float], margin: float, max_side: i
     return np.ascontiguousarray(crop)
 
 
-def cache_key(split: Split, margin: float, max_side: int, include_distractors: bool) -> str:
+def cache_key(split: Split, margin: float, max_side: int) -> str:
     """A short hash of what decides the crops, so a changed split or setting never reuses a stale cache."""
     h = hashlib.sha1()
-    h.update(json.dumps([str(split.root.resolve()), margin, max_side, include_distractors]).encode())
+    h.update(json.dumps([CACHE_VERSION, str(split.root.resolve()), margin, max_side]).encode())
     for item in split.items.values():
         for im in item.images:
             h.update(f"{im.path}:{im.boxes}".encode())
@@ -113,7 +132,134 @@ def _write_jpeg(path: Path, crop_rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise OSError(f"cannot encode crop {path}")
-    path.write_bytes(buf.tobytes())
+    # Atomic, so that a file on disk is a whole crop: a resumed build trusts the files it finds.
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
+
+
+@dataclass(frozen=True)
+class CropTask:
+    """The crops of one source, cut by one worker.
+
+    Attributes:
+        video: the video file, whose annotated frames are decoded in one pass; "" for product images.
+        pictures: per picture (a frame index of `video`, or a product image's path), the records of its
+            crops, one per annotated box, with the files they go to.
+    """
+
+    video: str
+    pictures: tuple[tuple[int | str, tuple[CropRecord, ...]], ...]
+
+
+def plan_crop_tasks(split: Split, shard_cap: int = SHARD_CAP) -> tuple[list[CropTask], int]:
+    """Every annotated garment of a split as tasks (one per item, then one per present video), in index order.
+
+    Args:
+        split: a loaded split.
+        shard_cap: crop files per `img/` shard folder; the n-th crop goes to shard n // shard_cap.
+
+    Returns:
+        (the tasks, the number of annotated videos that are missing and so give no task).
+    """
+    if shard_cap < 1:
+        raise ValueError(f"shard_cap must be >= 1, got {shard_cap}")
+    count = 0
+
+    def file(name: str) -> str:
+        nonlocal count
+        count += 1
+        return f"img/{(count - 1) // shard_cap:04d}/{name}.jpg"
+
+    tasks = []
+    for item in split.items.values():
+        images = tuple(
+            (str(im.path), tuple(_record(file(f"i_{im.item_id}_{im.stem}_{j}"), "image", box, split, img_name=im.img_name)
+                                 for j, box in enumerate(im.boxes)))
+            for im in item.images if im.boxes
+        )  # fmt: skip
+        if images:
+            tasks.append(CropTask("", images))
+    missing = 0
+    for video in split.videos.values():
+        annotated = [f for f in video.frames if f.boxes]
+        if not annotated or not video.present:
+            missing += bool(annotated)
+            continue
+        frames = tuple(
+            (f.frame_index, tuple(_record(file(f"v_{video.video_id}_{f.frame_index}_{j}"), "frame", box, split,
+                                          video_id=video.video_id, frame_index=f.frame_index)
+                                  for j, box in enumerate(f.boxes)))
+            for f in annotated
+        )  # fmt: skip
+        tasks.append(CropTask(str(video.path), frames))
+    return tasks, missing
+
+
+def cut_task(folder: Path, margin: float, max_side: int, task: CropTask) -> tuple[list[CropRecord], str]:
+    """Cut and write one task's crops (each worker's job); a task whose files all exist is not cut again.
+
+    Args:
+        folder: the cache folder.
+        margin, max_side: as in `extract_crops`.
+        task: from `plan_crop_tasks`.
+
+    Returns:
+        (the records of the crops on disk, in task order; what was left out and why, "" when nothing).
+    """
+    from imagesearch.data.video import VideoError, read_frames  # decoding is only needed here
+
+    planned = [r for _, records in task.pictures for r in records]
+    if all((folder / r.file).is_file() for r in planned):
+        return planned, ""
+    images: list[np.ndarray | None]
+    if task.video:
+        try:
+            images = list(read_frames(task.video, [int(p) for p, _ in task.pictures]))
+        except VideoError as exc:
+            return [], f"{exc}; its crops are left out"
+    else:
+        images = []
+        for path, _ in task.pictures:
+            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            images.append(None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    written, problems = [], []
+    for (where, records), rgb in zip(task.pictures, images, strict=True):
+        if rgb is None:
+            problems.append(f"cannot read product image {where}; its crops are left out")
+            continue
+        for r in records:
+            _write_jpeg(folder / r.file, cut_crop(rgb, r.box, margin, max_side))
+            written.append(r)
+    return written, "; ".join(problems)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
+
+
+def _cut_all(
+    tasks: Sequence[CropTask], cut: Callable[[CropTask], tuple[list[CropRecord], str]], workers: int, progress: bool
+) -> list[tuple[list[CropRecord], str]]:
+    """`cut` of every task, in task order, by `workers` spawned processes (0: in this process)."""
+    bar = progress_bar(total=len(tasks), enabled=progress, desc="crops", unit="source")
+    results: list[tuple[list[CropRecord], str] | None] = [None] * len(tasks)
+    if workers <= 0 or len(tasks) < 2:
+        for i, task in enumerate(tasks):
+            results[i] = cut(task)
+            bar.update()
+    else:
+        # spawn: a forked child of a process that holds torch's thread pools can hang. An executor, not a
+        # multiprocessing.Pool: a worker that dies (killed for memory) raises BrokenProcessPool instead of a hang.
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker)
+        try:
+            futures = {pool.submit(cut, task): i for i, task in enumerate(tasks)}
+            for future in as_completed(futures):
+                results[futures[future]] = future.result()
+                bar.update()
+        finally:
+            pool.shutdown(cancel_futures=True)
+    bar.close()
+    return results  # type: ignore[return-value]
 
 
 def extract_crops(
@@ -122,79 +268,58 @@ def extract_crops(
     margin: float = 0.1,
     max_side: int = 256,
     include_distractors: bool = False,
+    workers: int = 0,
     progress: bool = True,
+    shard_cap: int = SHARD_CAP,
 ) -> tuple[Path, list[CropRecord]]:
-    """Cut every annotated garment of a split into a cache folder, once.
+    """Cut every annotated garment of a split into a cache folder, once (see the module docstring).
 
     Args:
         split: a loaded split (`imagesearch.data.reader.load_split`).
         cache_root: parent folder; crops go to `<cache_root>/<key>/` where key hashes the split
-            and these settings.
+            and the crop geometry (margin, max_side), so every stage that cuts alike shares the folder.
         margin: box growth on each side, as a fraction of the box size.
         max_side: longer side of a stored crop, in pixels (larger crops are shrunk).
-        include_distractors: also keep garments with instance_id 0 (classifier training may use them).
-        progress: show tqdm bars.
+        include_distractors: also return garments with instance_id 0 (the classifier may train on them);
+            the cache holds them either way.
+        workers: processes cutting the crops, one source at a time each; 0 cuts in this process.
+        progress: show a tqdm bar over the sources.
+        shard_cap: crop files per `img/` shard folder (used when the cache is built).
 
     Returns:
-        (the cache folder, the crop records). Videos that are missing or cannot be read are
-        logged and left out; their crops are simply absent.
+        (the cache folder, the crop records in index order). Videos and product images that are missing
+        or cannot be read are logged and left out; their crops are simply absent.
     """
-    from imagesearch.data.video import VideoError, read_frames  # decoding is only needed here
-
-    folder = Path(cache_root) / cache_key(split, margin, max_side, include_distractors)
+    folder = Path(cache_root) / cache_key(split, margin, max_side)
     index = folder / INDEX_NAME
     if index.is_file():
-        return folder, load_crop_index(folder)
+        records = load_crop_index(folder)
+    else:
+        records = _build(split, folder, margin, max_side, workers, progress, shard_cap)
+    return folder, records if include_distractors else [r for r in records if r.instance_id > 0]
+
+
+def _build(
+    split: Split, folder: Path, margin: float, max_side: int, workers: int, progress: bool, shard_cap: int
+) -> list[CropRecord]:
+    tasks, missing = plan_crop_tasks(split, shard_cap)
     (folder / "img").mkdir(parents=True, exist_ok=True)
     records: list[CropRecord] = []
-
-    def keep(box: Box) -> bool:
-        return include_distractors or box.instance_id > 0
-
-    for im in progress_bar(split.product_images(), enabled=progress, desc="crops: product images"):
-        boxes = [b for b in im.boxes if keep(b)]
-        if not boxes:
-            continue
-        bgr = cv2.imread(str(im.path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            log.warning("cannot read product image %s; its crops are left out", im.path)
-            continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        for j, box in enumerate(boxes):
-            name = f"img/i_{im.item_id}_{im.stem}_{j}.jpg"
-            _write_jpeg(folder / name, cut_crop(rgb, box.xyxy, margin, max_side))
-            records.append(_record(name, "image", box, split, img_name=im.img_name))
-    skipped = 0
-    for video in progress_bar(list(split.videos.values()), enabled=progress, desc="crops: video frames"):
-        frames = [f for f in video.frames if any(keep(b) for b in f.boxes)]
-        if not frames or not video.present:
-            skipped += bool(frames)
-            continue
-        try:
-            images = read_frames(video.path, [f.frame_index for f in frames])
-        except VideoError as exc:
-            log.warning("%s; its crops are left out", exc)
-            skipped += 1
-            continue
-        for frame, rgb in zip(frames, images, strict=True):
-            for j, box in enumerate(b for b in frame.boxes if keep(b)):
-                name = f"img/v_{video.video_id}_{frame.frame_index}_{j}.jpg"
-                _write_jpeg(folder / name, cut_crop(rgb, box.xyxy, margin, max_side))
-                records.append(
-                    _record(name, "frame", box, split, video_id=video.video_id, frame_index=frame.frame_index)
-                )
-    if skipped:
-        log.info("crops: %d annotated videos missing or unreadable, left out", skipped)
+    unreadable = 0
+    for written, problem in _cut_all(tasks, functools.partial(cut_task, folder, margin, max_side), workers, progress):
+        records.extend(written)
+        if problem:
+            log.warning("%s", problem)
+            unreadable += 1
+    if missing or unreadable:
+        log.info(
+            "crops: %d annotated videos missing, %d sources unreadable (all or part); left out", missing, unreadable
+        )
     # What made this folder, for `imagesearch.caches` (listing and pruning); nothing reads it back here.
-    meta = {
-        "split": str(split.root.resolve()),
-        "margin": margin,
-        "max_side": max_side,
-        "distractors": include_distractors,
-    }
+    meta = {"version": CACHE_VERSION, "split": str(split.root.resolve()), "margin": margin, "max_side": max_side}
     atomic_write_text(folder / "meta.json", json.dumps(meta) + "\n")
-    atomic_write_text(index, "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records))
-    return folder, records
+    atomic_write_text(folder / INDEX_NAME, "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in records))
+    return records
 
 
 def load_crop_index(folder: str | Path) -> list[CropRecord]:

@@ -1,7 +1,7 @@
 """Embedder data: identity crops of the training splits, triplet or P x K loaders, the validation retrieval set.
 
-Crops are cut once per split into a cache (`imagesearch.data.crops.extract_crops`). Only product
-instances are kept (distractors, instance_id 0, have no identity; `sampler.is_identity_crop`).
+Crops are cut once per split into a cache (`imagesearch.data.crops.extract_crops`), the one the
+classifier reads when its crop geometry is the same. Only product instances are kept (distractors, instance_id 0, have no identity; `sampler.is_identity_crop`).
 Training identities are instance ids, mapped to 0..n-1 by an `IdentityMap` (see `sampler`).
 Validation is retrieval: frame crops (queries) against product-image crops (gallery) of a separate
 split, labelled by item id (what the matcher has to find).
