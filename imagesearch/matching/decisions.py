@@ -37,7 +37,8 @@ class MatcherConfig:
             detector would see them.
         k: gallery neighbours per crop.
         top_n: distinct items each crop votes for.
-        weighting: vote weight, a key of `voting.WEIGHTINGS` ("count", "rank", "inverse_distance").
+        weighting: vote weight, a key of `voting.WEIGHTINGS` ("count", "rank", "inverse_distance", "margin": the
+            distance gap to the next distinct item, which a garment that is not in the gallery lacks).
         score_power: each detection's votes are also weighed by its detector score to this power; 0
             (the original) counts a barely kept box like a sure one. A weak detector that needs a low
             `detector.min_score` to keep its true garments also keeps many false ones: a power > 0

@@ -40,6 +40,7 @@ __all__ = [
     "dedupe_frames",
     "two_piece_search",
     "vote",
+    "vote_margins",
     "votes_of",
 ]
 
@@ -213,10 +214,14 @@ def category_consistent(frames: Iterable[FrameCandidates]) -> list[FrameCandidat
     return out
 
 
-WEIGHTINGS: dict[str, Callable[[int, float], float]] = {
-    "count": lambda rank, distance: 1.0,
-    "rank": lambda rank, distance: 1.0 / (rank + 1),
-    "inverse_distance": lambda rank, distance: 1.0 / (distance + 1e-6),
+# Vote weight of a detection's vote of rank r (0 = its nearest item) at `distance`, whose `margin` is how much
+# farther the next distinct item lies (the ratio test's gap: a garment that is not in the gallery sits about as
+# close to several items, the shown product clearly closer to its own).
+WEIGHTINGS: dict[str, Callable[[int, float, float], float]] = {
+    "count": lambda rank, distance, margin: 1.0,
+    "rank": lambda rank, distance, margin: 1.0 / (rank + 1),
+    "inverse_distance": lambda rank, distance, margin: 1.0 / (distance + 1e-6),
+    "margin": lambda rank, distance, margin: margin,
 }
 
 
@@ -228,6 +233,32 @@ def votes_of(det: FrameCandidates, top_n: int) -> list[Neighbour]:
             break
         seen.setdefault(nb.item_id, nb)
     return list(seen.values())
+
+
+def vote_margins(det: FrameCandidates, votes: Sequence[Neighbour]) -> list[float]:
+    """How much farther the next distinct item lies than each vote's item (>= 0).
+
+    Args:
+        det: the detection (its neighbours sorted by distance).
+        votes: `votes_of(det, top_n)`.
+
+    Returns:
+        One margin per vote: the distance of the closest crop of the next distinct item among the
+        neighbours, minus the vote's distance; when no other item is among them, the farthest
+        neighbour's distance minus the vote's (a lower bound).
+
+    >>> det = FrameCandidates(0, (0, 0, 1, 1), 1.0, None, [("a", "0", (0, 0, 1, 1), 0.2), ("a", "1", (0, 0, 1, 1), 0.3),
+    ...                                                    ("b", "0", (0, 0, 1, 1), 0.5)])
+    >>> [round(m, 6) for m in vote_margins(det, votes_of(det, 1))]
+    [0.3]
+    """
+    ranked = votes_of(det, len(votes) + 1)
+    last = det.neighbours[-1].distance if det.neighbours else 0.0
+    out = []
+    for i, nb in enumerate(votes):
+        following = ranked[i + 1].distance if i + 1 < len(ranked) else last
+        out.append(max(following - nb.distance, 0.0))
+    return out
 
 
 def _ranking_key(s: ItemScore) -> tuple[float, float, float, str]:
@@ -245,8 +276,8 @@ def vote(
     """The video's item by a vote of its detections.
 
     Each detection votes for its `top_n` nearest distinct items (an item counted once, at its
-    closest crop); vote r (0 = nearest) weighs 1 ("count"), 1/(r+1) ("rank") or 1/(distance+1e-6)
-    ("inverse_distance"), times the detection's score to the power `score_power` (0: every detection
+    closest crop); vote r (0 = nearest) weighs 1 ("count"), 1/(r+1) ("rank"), 1/(distance+1e-6)
+    ("inverse_distance") or the margin to the next distinct item ("margin", `vote_margins`), times the detection's score to the power `score_power` (0: every detection
     alike, the original vote; 2: a box at score 0.3 counts a ninth of one at 0.9). The item with the
     highest summed weight wins; ties go to the smaller mean distance of the votes, then to the smaller
     evidence distance, then to the smaller item id. The evidence is the (detection, crop) pair of the
@@ -280,8 +311,10 @@ def vote(
             old = evidence.get(nb.item_id)
             if old is None or (ev.distance, ev.frame_index) < (old.distance, old.frame_index):
                 evidence[nb.item_id] = ev
-        for rank, nb in enumerate(votes_of(det, top_n)):
-            score[nb.item_id] += weight(rank, nb.distance) * confidence
+        chosen = votes_of(det, top_n)
+        margins = vote_margins(det, chosen) if weighting == "margin" else [0.0] * len(chosen)
+        for rank, (nb, margin) in enumerate(zip(chosen, margins, strict=True)):
+            score[nb.item_id] += weight(rank, nb.distance, margin) * confidence
             dist_sum[nb.item_id] += nb.distance
             votes[nb.item_id] += 1
     ranked = sorted(

@@ -34,7 +34,7 @@ def _stage(out: Path, name: str) -> dict:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("pipeline") / "run"
-    argv = [str(REPO / "configs/pipeline/demo.yaml"), f"out_dir={out}", *ARGS]
+    argv = [str(REPO / "configs/smoke/pipeline.yaml"), f"out_dir={out}", *ARGS]
     return out, argv, load_script("run_pipeline").main(argv)
 
 

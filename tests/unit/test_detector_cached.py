@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,14 @@ def test_a_cached_run_trains_and_refuses_a_trainable_trunk(setup, tmp_path):
     assert (tmp_path / "run" / "last.pt").is_file() and result.best_epoch >= 0
     with pytest.raises(ValueError, match="cached_views needs a pretrained, wholly frozen trunk"):
         run(_cfg(setup, tmp_path, "model.freeze_blocks=4", f"train.out_dir={tmp_path / 'run2'}"))
+
+
+def test_a_fixed_views_seed_shares_the_views_across_training_seeds(setup, tmp_path, caplog):
+    views = tmp_path / "cache" / "trunk_views"
+    run(_cfg(setup, tmp_path, "train.seed=1", "data.views_seed=0", "train.epochs=1"))
+    files = sorted(views.iterdir())
+    with caplog.at_level(logging.INFO, logger="imagesearch.detector.cached"):
+        run(_cfg(setup, tmp_path, "train.seed=2", "data.views_seed=0", "train.epochs=1", f"train.out_dir={tmp_path / 'r2'}"))
+    assert sorted(views.iterdir()) == files and "0 images computed" in caplog.text  # the same views, read back
+    run(_cfg(setup, tmp_path, "train.seed=2", "train.epochs=1", f"train.out_dir={tmp_path / 'r3'}"))  # None: train.seed
+    assert len(list(views.iterdir())) == 2 * len(files)

@@ -16,6 +16,7 @@ from imagesearch.matching.voting import (
     dedupe_frames,
     two_piece_search,
     vote,
+    vote_margins,
 )
 
 BOX = (10.0, 20.0, 110.0, 220.0)
@@ -65,6 +66,28 @@ def test_score_power_lets_sure_detections_outvote_many_weak_ones() -> None:
     assert d.ranked[0].score == pytest.approx(0.81) and d.ranked[1].score == pytest.approx(0.18)
     with pytest.raises(ValueError, match="score_power"):
         vote(frames, score_power=-1.0)
+
+
+def test_margin_weighting_lets_clear_matches_outvote_ambiguous_ones() -> None:
+    # Three garments that are not the product sit about as close to A as to B (margins 0.05 each: 0.15 in
+    # all); the product's two boxes are clearly closer to B than to C (margins 0.4 and 0.3: 0.7). A plain
+    # count gives A (3 votes to 2).
+    ambiguous = [det(i, nb("A", 0.50), nb("B", 0.55)) for i in (0, 40, 80)]
+    clear = [det(120, nb("B", 0.3), nb("C", 0.7)), det(160, nb("B", 0.4), nb("C", 0.7))]
+    assert vote(ambiguous + clear).item_id == "A"
+    d = vote(ambiguous + clear, weighting="margin")
+    assert d.item_id == "B"
+    assert [(s.item_id, round(s.score, 9), s.votes) for s in d.ranked] == [("B", 0.7, 2), ("A", 0.15, 3), ("C", 0.0, 0)]
+
+
+def test_vote_margins_by_hand() -> None:
+    d = det(0, nb("A", 0.2), nb("A", 0.25), nb("B", 0.5), nb("C", 0.9))
+    assert vote_margins(d, [nb("A", 0.2)]) == pytest.approx([0.3])  # B's 0.5, not A's second crop
+    assert vote_margins(d, [nb("A", 0.2), nb("B", 0.5)]) == pytest.approx([0.3, 0.4])  # top_n 2: B to C
+    only = det(0, nb("A", 0.2), nb("A", 0.6))
+    assert vote_margins(only, [nb("A", 0.2)]) == pytest.approx([0.4])  # no other item: the farthest crop
+    assert vote([only], weighting="margin").ranked[0].score == pytest.approx(0.4)
+    assert vote_margins(det(0), []) == []
 
 
 def test_rank_weighting_top2_counts_distinct_items() -> None:
