@@ -73,10 +73,14 @@ def ensure_split(root: Path, videos: int, workers: int) -> Path:
     """
     from imagesearch.synthetic import SyntheticConfig, generate_split
 
-    cfg = SyntheticConfig(**SPLIT, workers=workers, overwrite=True)  # type: ignore[arg-type]
+    items = ITEMS_PER_VIDEO * videos
+    # Above 1000 items the generator's default id range (one thousand per seed) is too small: ids from the
+    # seed's default offset upwards (unique within the split, which is all the benchmark needs).
+    offset = None if items <= 1000 else (SEED % 1000) * 1000
+    cfg = SyntheticConfig(**SPLIT, workers=workers, overwrite=True, id_offset=offset)  # type: ignore[arg-type]
     made = {
         "videos": videos,
-        "items": ITEMS_PER_VIDEO * videos,
+        "items": items,
         "seed": SEED,
         "synthetic": {**asdict(cfg), "workers": 0},
     }
@@ -303,6 +307,8 @@ def pipeline_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             rows.append({"n": n, "stage": stage, "s_per_video": got["seconds"] / n, "cpu_s_per_video": got["cpu_s"] / n, **got})  # fmt: skip
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
+        # The rows so far, so an interrupted run keeps its finished sizes.
+        (args.root / "partial.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     return rows
 
 
