@@ -5,12 +5,12 @@
 - `diagnostics`: the points lost summed by reason, the worst videos (`loss_table`, `worst_videos`).
 - `retrieval`: `topk_item_accuracy`, `rank_gallery`, `recall_at_k`, `mean_average_precision` (dense, small
   sets), `embedding_retrieval_metrics` (the same recall@k and mAP from embeddings, chunked).
-- `detection`: `box_iou`, `voc_ap50`.
+- `detection`: `box_iou`, `voc_ap50`, `best_iou_per_truth` and `iou_profile` (localisation apart from ranking).
 - `classification`: `classification_metrics` (accuracy, per-class AP, mAP, confusion matrix), `softmax`.
 """
 
 from imagesearch.metrics.classification import classification_metrics, softmax
-from imagesearch.metrics.detection import box_iou, voc_ap50
+from imagesearch.metrics.detection import best_iou_per_truth, box_iou, iou_profile, voc_ap50
 from imagesearch.metrics.diagnostics import LossRow, diagnostics_dict, format_losses, loss_table, worst_videos
 from imagesearch.metrics.official import (
     LEVEL_WEIGHTS,
@@ -42,11 +42,13 @@ __all__ = [
     "ScoreReport",
     "VideoPrediction",
     "VideoScore",
+    "best_iou_per_truth",
     "box_iou",
     "classification_metrics",
     "diagnostics_dict",
     "embedding_retrieval_metrics",
     "f1_level",
+    "iou_profile",
     "format_losses",
     "loss_table",
     "mean_average_precision",

@@ -170,3 +170,69 @@ def _class_ap(
     recall = ctp / npos
     precision = ctp / np.arange(1, len(mine) + 1)
     return _voc_ap(recall, precision)
+
+
+def best_iou_per_truth(
+    predictions: Sequence[Mapping[str, Any]],
+    ground_truths: Sequence[Mapping[str, Any]],
+    min_score: float | None = None,
+) -> np.ndarray:
+    """For every ground-truth box (image order, then box order), the highest IoU any detection of its
+    class in its image reaches (0.0 when there is none).
+
+    Localisation apart from ranking: a box whose best IoU is > 0.5 was found, whatever the score of
+    the detection that found it; AP then says whether that detection outranked the false ones.
+
+    Args:
+        predictions / ground_truths: as `voc_ap50`, aligned per image.
+        min_score: only detections scored at least this count; None counts every detection.
+
+    Returns:
+        (number of ground-truth boxes,) float64.
+
+    Example:
+        >>> gt = [{"boxes": [[0, 0, 10, 10], [20, 0, 30, 10]], "labels": [1, 1]}]
+        >>> pred = [{"boxes": [[0, 0, 10, 5]], "scores": [0.9], "labels": [1]}]
+        >>> best_iou_per_truth(pred, gt).tolist()
+        [0.5, 0.0]
+    """
+    if len(predictions) != len(ground_truths):
+        raise ValueError(f"predictions cover {len(predictions)} images, ground_truths {len(ground_truths)}")
+    out = []
+    for p, g in zip(predictions, ground_truths, strict=True):
+        gt_boxes = _as_numpy(g["boxes"]).reshape(-1, 4)
+        gt_labels = _as_numpy(g["labels"], np.int64).reshape(-1)
+        boxes = _as_numpy(p["boxes"]).reshape(-1, 4)
+        labels = _as_numpy(p["labels"], np.int64).reshape(-1)
+        if min_score is not None:
+            keep = _as_numpy(p["scores"]).reshape(-1) >= min_score
+            boxes, labels = boxes[keep], labels[keep]
+        iou = box_iou(gt_boxes, boxes)
+        iou[gt_labels[:, None] != labels[None, :]] = 0.0
+        out.append(iou.max(axis=1) if iou.shape[1] else np.zeros(len(gt_boxes)))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+IOU_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
+
+def iou_profile(best_iou: np.ndarray, bins: Sequence[float] = IOU_BINS) -> dict[str, Any]:
+    """A histogram and summary of per-box best IoUs (`best_iou_per_truth`).
+
+    Returns:
+        {"boxes": count, "found": share with IoU > 0.5 (the competition's and VOC's test),
+         "median": median IoU, "bins": the bin edges, "counts": boxes per bin, [lo, hi) (the last bin closed)}.
+
+    Example:
+        >>> iou_profile(np.array([0.0, 0.45, 0.6, 0.95]))["counts"]
+        [1, 0, 1, 1, 0, 1]
+    """
+    values = np.asarray(best_iou, np.float64)
+    counts, _ = np.histogram(values, bins=np.asarray(bins, np.float64))
+    return {
+        "boxes": int(len(values)),
+        "found": float(np.mean(values > 0.5)) if len(values) else 0.0,
+        "median": float(np.median(values)) if len(values) else 0.0,
+        "bins": [float(b) for b in bins],
+        "counts": [int(c) for c in counts],
+    }

@@ -57,8 +57,11 @@ def test_run_folds_reports_every_fold_and_writes_the_final_predict_config(source
         ap = row["detector_ap50"]
         assert ap["val/images_frame"] > 0 and ap["val/images_image"] > 0 and 0 <= ap["val/ap50"] <= 1
         assert row["gt_boxes"] is not None and set(row["own_boxes"]) >= {"score", "s1", "s2", "s3", "top1"}
+        for kind in ("frame", "image"):  # every annotated box of the held-out part profiled once
+            assert row["box_iou"][kind]["boxes"] == ap[f"val/boxes_{kind}"] == sum(row["box_iou"][kind]["counts"])
     pooled = result["pooled"]
     assert pooled["own_boxes"]["videos"] == 2 and pooled["gt_boxes"]["videos"] == 2
+    assert pooled["box_iou"]["frame"]["boxes"] == sum(r["box_iou"]["frame"]["boxes"] for r in result["folds"])
     assert pooled["own_boxes"]["top1_hits"] == sum(round(r["own_boxes"]["top1"]) for r in result["folds"])
     assert json.loads((out / "folds.json").read_text()) == json.loads(json.dumps(result))
     # The final models trained on the whole split, and a config that predicts with them.

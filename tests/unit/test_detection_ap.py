@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from imagesearch.metrics.detection import _voc_ap, box_iou, voc_ap50
+from imagesearch.metrics.detection import _voc_ap, best_iou_per_truth, box_iou, iou_profile, voc_ap50
 
 
 def loop_voc_ap50(predictions: list[dict], ground_truths: list[dict], iou_thr: float = 0.5) -> dict:
@@ -106,3 +106,31 @@ def test_hand_worked_duplicate_and_best_box_rules() -> None:
     # precision 0 then 1/2 at recall 0 then 1/2 (2 boxes): AP = 1/2 * 1/2 = 1/4
     assert math.isclose(voc_ap50(preds2, gts2)["mAP"], 0.25, rel_tol=1e-12)
     assert_same(voc_ap50(preds2, gts2), loop_voc_ap50(preds2, gts2))
+
+
+def test_best_iou_per_truth_by_hand_and_against_a_loop() -> None:
+    # Image 0: A = [0,0,10,10] (class 1), B = [10,0,20,10] (class 2). Detections: [2,0,12,10] class 1
+    # (IoU 0.6667 with A; it overlaps B but is of another class), [10,0,20,5] class 2 scored 0.2 (IoU 0.5
+    # with B). Image 1: one box, no detection.
+    gts = [{"boxes": [[0, 0, 10, 10], [10, 0, 20, 10]], "labels": [1, 2]}, {"boxes": [[0, 0, 5, 5]], "labels": [1]}]
+    preds = [
+        {"boxes": [[2, 0, 12, 10], [10, 0, 20, 5]], "scores": [0.9, 0.2], "labels": [1, 2]},
+        {"boxes": np.zeros((0, 4)), "scores": [], "labels": []},
+    ]
+    assert best_iou_per_truth(preds, gts).round(4).tolist() == [0.6667, 0.5, 0.0]
+    assert best_iou_per_truth(preds, gts, min_score=0.5).round(4).tolist() == [0.6667, 0.0, 0.0]
+    profile = iou_profile(best_iou_per_truth(preds, gts))
+    # 0.5 is not > 0.5 (the strict test): one box of three found.
+    assert profile["boxes"] == 3 and math.isclose(profile["found"], 1 / 3) and profile["median"] == 0.5
+    assert profile["counts"] == [1, 0, 0, 2, 0, 0]  # bins [lo, hi): 0.5 and 0.6667 share [0.5, 0.7)
+    # Random cases: the max over same-class detections, box by box.
+    rng = np.random.default_rng(3)
+    preds, gts = random_case(rng, images=20)
+    got = best_iou_per_truth(preds, gts)
+    want = []
+    for p, g in zip(preds, gts, strict=True):
+        for box, label in zip(np.asarray(g["boxes"]).reshape(-1, 4), np.asarray(g["labels"]).reshape(-1), strict=True):
+            same = np.asarray(p["labels"]).reshape(-1) == label
+            boxes = np.asarray(p["boxes"]).reshape(-1, 4)[same]
+            want.append(box_iou(box[None], boxes).max() if len(boxes) else 0.0)
+    np.testing.assert_allclose(got, want)
