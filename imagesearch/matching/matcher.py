@@ -135,7 +135,7 @@ class Matcher:
             if r < 0:
                 continue
             rec = self.gallery.records[r]
-            out.append(Neighbour(rec.item_id, rec.img_name, rec.box, float(d), self.gallery_groups[r], rec.instance_id))
+            out.append(Neighbour(rec.item_id, rec.img_name, rec.box, float(d), self.gallery_groups[r], rec.instance_id, rec.score))
         return out
 
     def _gt_boxes(self, video: Video, indices: list[int]) -> list[tuple[int, tuple, float, int]]:

@@ -58,6 +58,7 @@ class Neighbour(NamedTuple):
         distance: squared Euclidean (or any) distance to the detection's feature; smaller is closer.
         item_category: the crop's (merged) category, None when unknown.
         instance_id: the crop's instance (tells the pieces of a two-piece set apart); 0 when unknown.
+        box_score: the detector's score of the crop's box in its product image (1.0 for an annotated box).
     """
 
     item_id: str
@@ -66,6 +67,7 @@ class Neighbour(NamedTuple):
     distance: float
     item_category: Category = None
     instance_id: int = 0
+    box_score: float = 1.0
 
 
 @dataclass

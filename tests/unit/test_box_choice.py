@@ -43,7 +43,7 @@ def test_each_rule_scored_from_one_run(traces):
     rows = {
         (r["box_choice"], r["item_box_choice"]): r for r in compare_box_choices(build_split(), traces, MatcherConfig(box_choice="best_match"))
     }
-    assert len(rows) == 8 and [k for k, r in rows.items() if r["run"]] == [("best_match", "paired")]
+    assert len(rows) == 4 * 3 and [k for k, r in rows.items() if r["run"]] == [("best_match", "paired")]
     # N_P 1 (vA), N_GT 3 (vA vB vC), D 4. best_match names frame 40 (d1): S1 only, score 0.2 * 2/4 = 0.1.
     base = rows[("best_match", "paired")]
     assert (base["s2_f1"], base["s3_f1"], base["s2_videos"], base["frames_changed"]) == (0.0, 0.0, 0, 0)

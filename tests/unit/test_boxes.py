@@ -22,7 +22,8 @@ P1, P2, P3 = (1.0, 1.0, 50.0, 50.0), (2.0, 2.0, 60.0, 60.0), (3.0, 3.0, 70.0, 70
 
 
 def det(frame: int, height: float, score: float, *nbs: tuple, x: float = 0.0) -> FrameCandidates:
-    neighbours = [Neighbour(item, img, box, dist, None, inst) for item, img, box, dist, inst in nbs]
+    """nbs: (item, image, box, distance, instance[, the box's detector score])."""
+    neighbours = [Neighbour(item, img, box, dist, None, inst, *rest) for item, img, box, dist, inst, *rest in nbs]
     return FrameCandidates(frame, (x, 0.0, x + 100.0, height), score, None, neighbours)
 
 
@@ -102,6 +103,25 @@ def test_most_matched_keeps_the_chosen_piece():
     ]
     d = choose_boxes(vote(frames), frames, "best_score", "most_matched")
     assert d.results == (Evidence(0, (0.0, 0.0, 100.0, 200.0), "0.jpg", P1, 0.3),)  # not 202's crop
+
+
+def test_image_score_takes_the_whole_garment_not_the_other_piece():
+    # Dress D, product image 0.jpg: the detector found the whole dress (0..100 x 0..200, score 0.9), its top
+    # (0..100 x 0..90, 0.6; IoU with the dress 0.45) and a handbag far off (200..260, 0.95). The frame's
+    # detection matched the top; the whole dress is among another voter's neighbours.
+    dress, top, bag = (0.0, 0.0, 100.0, 200.0), (0.0, 0.0, 100.0, 90.0), (200.0, 0.0, 260.0, 60.0)
+    frames = [
+        det(0, 200, 0.9, ("D", "0.jpg", top, 0.1, 0, 0.6), ("D", "0.jpg", bag, 0.4, 0, 0.95)),
+        det(40, 200, 0.5, ("D", "0.jpg", top, 0.2, 0, 0.6), ("D", "0.jpg", dress, 0.3, 0, 0.9)),
+        det(80, 200, 0.5, ("D", "1.jpg", dress, 0.05, 0, 0.99)),  # another image: never mixed in
+    ]
+    d = choose_boxes(vote(frames), frames, "best_score", "image_score")
+    assert (d.results[0].img_name, d.results[0].item_box) == ("0.jpg", dress)  # not the bag: no overlap
+    assert choose_boxes(vote(frames), frames, "best_score", "paired").results[0].item_box == top
+    # With the dress scored below the top, the paired crop stays; equal scores keep it too.
+    for score in (0.5, 0.6):
+        frames[1].neighbours[1] = frames[1].neighbours[1]._replace(box_score=score)
+        assert choose_boxes(vote(frames), frames, "best_score", "image_score").results[0].item_box == top
 
 
 def test_unchanged_when_nothing_to_choose():
