@@ -80,7 +80,7 @@ def predict(
     logits, labels = [], []
     for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
         logits.append(model(images.to(device)).float().cpu())
-        labels.append(targets)
+        labels.append(targets.clone())  # out of the workers' shared memory (a file descriptor each)
     if not logits:
         raise ValueError("predict: the loader is empty")
     return torch.cat(logits).numpy(), torch.cat(labels).numpy().astype(np.int64)

@@ -110,7 +110,9 @@ def predict(model: nn.Module, loader: DataLoader, progress: bool = False) -> tup
     for images, targets in progress_bar(loader, enabled=progress, desc="val", leave=False):
         outputs = model(list(images.to(device).float().div_(255.0)))
         predictions += [{k: v.cpu() for k, v in out.items()} for out in outputs]
-        truths += targets
+        # Copied out of the workers' shared memory: each shared tensor kept alive holds a file descriptor,
+        # and a validation split of ~16k images ran out of them ("received 0 items of ancdata").
+        truths += [{k: v.clone() for k, v in t.items()} for t in targets]
     model.train(was_training)
     return predictions, truths
 
