@@ -51,7 +51,9 @@ class MatcherConfig:
             "best_score" (the highest detector score; the default, chosen on validation: see
             `matching.boxes`), "best_match" (the closest match: the vote's evidence, the original rule), "consensus" (the box that agrees most with the item's other voting boxes in
             nearby frames, mean IoU), "score_consensus" (score x agreement).
-        item_box_choice: the product-image box (`boxes.ITEM_RULES`): "paired" (the chosen detection's
+        item_box_choice: the product-image box (`boxes.ITEM_RULES`): "image_score" (among the crops of the
+            paired crop's image that cover the same garment, the one the detector scored highest; the
+            default, chosen on validation: see `matching.boxes`), "paired" (the chosen detection's
             closest crop of the item) or "most_matched" (the crop of that piece matched by the most voters).
         box_window: "consensus" compares boxes at most this many frames apart (0: any frames).
         decode_workers: processes decoding frames ahead of the models; 0 decodes in the main process.
@@ -72,7 +74,7 @@ class MatcherConfig:
     one_to_one: bool = False
     max_distance: float | None = None
     box_choice: str = "best_score"
-    item_box_choice: str = "paired"
+    item_box_choice: str = "image_score"
     box_window: int = 80
     decode_workers: int = 0
     prefetch: int = 2

@@ -31,7 +31,7 @@ QUERIES = [
 
 @pytest.fixture()
 def traces() -> list[VideoTrace]:
-    cfg = MatcherConfig(box_choice="best_match")  # the run's rule; the others are scored beside it
+    cfg = MatcherConfig(box_choice="best_match", item_box_choice="paired")  # the run's rule; the others are scored beside it
     decision = decide({"vA": QUERIES}, cfg, {})["vA"]
     return [
         VideoTrace("vA", frame_indices=[0, 40, 80], queries=QUERIES, decision=decision),
@@ -41,7 +41,7 @@ def traces() -> list[VideoTrace]:
 
 def test_each_rule_scored_from_one_run(traces):
     rows = {
-        (r["box_choice"], r["item_box_choice"]): r for r in compare_box_choices(build_split(), traces, MatcherConfig(box_choice="best_match"))
+        (r["box_choice"], r["item_box_choice"]): r for r in compare_box_choices(build_split(), traces, MatcherConfig(box_choice="best_match", item_box_choice="paired"))
     }
     assert len(rows) == 4 * 3 and [k for k, r in rows.items() if r["run"]] == [("best_match", "paired")]
     # N_P 1 (vA), N_GT 3 (vA vB vC), D 4. best_match names frame 40 (d1): S1 only, score 0.2 * 2/4 = 0.1.
@@ -58,5 +58,5 @@ def test_each_rule_scored_from_one_run(traces):
 
 
 def test_selected_rules_only(traces):
-    rows = compare_box_choices(build_split(), traces, MatcherConfig(box_choice="consensus"), [("consensus", "paired")])
+    rows = compare_box_choices(build_split(), traces, MatcherConfig(box_choice="consensus", item_box_choice="paired"), [("consensus", "paired")])
     assert [(r["box_choice"], r["run"]) for r in rows] == [("consensus", True)]

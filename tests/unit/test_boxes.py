@@ -155,6 +155,6 @@ def test_box_rules_from_the_command_line():
     from imagesearch.evaluation.evaluate import EvalRun
 
     cfg = load_config(EvalRun, REPO / "configs/eval/default.yaml", ["matcher.box_choice=consensus"])
-    assert (cfg.matcher.box_choice, cfg.matcher.item_box_choice) == ("consensus", "paired")
+    assert (cfg.matcher.box_choice, cfg.matcher.item_box_choice) == ("consensus", "image_score")  # the default
     with pytest.raises(ValueError, match="consensu'"):
         load_config(EvalRun, REPO / "configs/eval/default.yaml", ["matcher.box_choice=consensu"])
