@@ -37,7 +37,7 @@ class CropDataConfig:
         max_side: longer side of a cached crop, in pixels.
         eval_batch_size: crops per batch in validation.
         num_workers: loader worker processes; also the processes that cut a split's crop cache when it
-            is first built (0: in the main process).
+            is first built (0 or 1: in the main process).
         augment: training augmentation strengths.
     """
 

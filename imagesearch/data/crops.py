@@ -28,9 +28,7 @@ import functools
 import hashlib
 import json
 import logging
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +41,7 @@ from torch.utils.data import Dataset, Sampler
 from imagesearch.data.labels import CATEGORY_INDEX
 from imagesearch.data.records import Box, Split
 from imagesearch.io import atomic_write, atomic_write_text
+from imagesearch.parallel import map_in_processes
 from imagesearch.runtime import progress_bar
 
 log = logging.getLogger(__name__)
@@ -232,34 +231,15 @@ def cut_task(folder: Path, margin: float, max_side: int, task: CropTask) -> tupl
     return written, "; ".join(problems)
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # the workers are the parallelism; OpenCV's own threads would oversubscribe the cores
-
-
 def _cut_all(
     tasks: Sequence[CropTask], cut: Callable[[CropTask], tuple[list[CropRecord], str]], workers: int, progress: bool
 ) -> list[tuple[list[CropRecord], str]]:
-    """`cut` of every task, in task order, by `workers` spawned processes (0: in this process)."""
+    """`cut` of every task, in task order, by `workers` spawned processes (0 or 1: in this process)."""
     bar = progress_bar(total=len(tasks), enabled=progress, desc="crops", unit="source")
-    results: list[tuple[list[CropRecord], str] | None] = [None] * len(tasks)
-    if workers <= 0 or len(tasks) < 2:
-        for i, task in enumerate(tasks):
-            results[i] = cut(task)
-            bar.update()
-    else:
-        # spawn: a forked child of a process that holds torch's thread pools can hang. An executor, not a
-        # multiprocessing.Pool: a worker that dies (killed for memory) raises BrokenProcessPool instead of a hang.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker)
-        try:
-            futures = {pool.submit(cut, task): i for i, task in enumerate(tasks)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-        finally:
-            pool.shutdown(cancel_futures=True)
-    bar.close()
-    return results  # type: ignore[return-value]
+    try:
+        return map_in_processes(cut, tasks, workers, on_done=bar.update)
+    finally:
+        bar.close()
 
 
 def extract_crops(
@@ -282,7 +262,7 @@ def extract_crops(
         max_side: longer side of a stored crop, in pixels (larger crops are shrunk).
         include_distractors: also return garments with instance_id 0 (the classifier may train on them);
             the cache holds them either way.
-        workers: processes cutting the crops, one source at a time each; 0 cuts in this process.
+        workers: processes cutting the crops, one source at a time each; 0 or 1 cuts in this process.
         progress: show a tqdm bar over the sources.
         shard_cap: crop files per `img/` shard folder (used when the cache is built).
 

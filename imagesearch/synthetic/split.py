@@ -9,12 +9,11 @@ so an interrupted run leaves no half split (a crash removes the temporary folder
 
 from __future__ import annotations
 
+import functools
 import json
-import multiprocessing
 import os
 import secrets
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -22,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from imagesearch.io import atomic_write
+from imagesearch.parallel import map_in_processes
 from imagesearch.synthetic.config import SyntheticConfig
 from imagesearch.synthetic.items import ItemSpec, plan_items
 from imagesearch.synthetic.products import render_product_image
@@ -70,25 +70,10 @@ def render_item(item: ItemSpec, cfg: SyntheticConfig, seed: int, root: Path) -> 
     return item.num_images
 
 
-def _worker_init() -> None:
-    cv2.setNumThreads(1)  # one process per core already; cv2's own threads would only compete
-
-
 def _render_all(items: list[ItemSpec], cfg: SyntheticConfig, seed: int, root: Path) -> None:
     bar = tqdm(total=len(items), desc=f"synthetic {root.name}", unit="item", disable=None, leave=False)
     try:
-        if cfg.workers == 1 or len(items) == 1:
-            for item in items:
-                render_item(item, cfg, seed, root)
-                bar.update()
-            return
-        # spawn, not fork: a forked child of a process that already ran cv2 threads can deadlock.
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(cfg.workers, len(items)), mp_context=ctx, initializer=_worker_init) as pool:
-            futures = [pool.submit(render_item, item, cfg, seed, root) for item in items]
-            for future in futures:
-                future.result()
-                bar.update()
+        map_in_processes(functools.partial(render_item, cfg=cfg, seed=seed, root=root), items, cfg.workers, bar.update)
     finally:
         bar.close()
 

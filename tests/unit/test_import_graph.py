@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "imagesearch"
 # Lowest first. A unit may import units of lower layers only (never one of its own layer): so the detector
 # and the classifier never import each other, and features/ and matching/ import no stage.
 LAYERS: list[set[str]] = [
-    {"io", "distributed", "optim"},
+    {"io", "distributed", "optim", "parallel"},
     {"config", "runtime"},
     {"data", "checkpoint", "cli"},
     {"metrics", "synthetic", "backbones"},
