@@ -93,39 +93,32 @@ def _pool_levels(metrics: list[dict]) -> dict[str, Any]:
             **{f"{k}_hits": round(v) for k, v in hits.items()}}  # fmt: skip
 
 
-def _load_detections(files: list[Path]) -> tuple[list[dict], list[dict], list[str]]:
-    got = [torch.load(f, weights_only=True) for f in files]
-    return ([p for g in got for p in g["predictions"]], [t for g in got for t in g["truths"]],
-            [s for g in got for s in g["sources"]])  # fmt: skip
-
-
-def _ap(files: list[Path]) -> dict[str, float]:
+def _detector_figures(files: list[Path]) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """The held-out detections of `files`, read once: AP@0.5 overall and per source with the box counts,
+    and per source ("frame" / "image") how well any kept detection localises each annotated box, whatever
+    its rank (`metrics.iou_profile` of `metrics.best_iou_per_truth`)."""
     from imagesearch.detector.train import ap_report
 
-    predictions, truths, sources = _load_detections(files)
-    report = ap_report(predictions, truths, sources)
-    boxes = {src: sum(len(t["boxes"]) for t, s in zip(truths, sources, strict=True) if s == src) for src in set(sources)}
-    return {**report, **{f"val/boxes_{k}": float(v) for k, v in boxes.items()}}
-
-
-def _box_iou(files: list[Path]) -> dict[str, dict[str, Any]]:
-    """Per source ("frame" / "image"): how well the annotated boxes are localised by any kept detection,
-    whatever its rank (`metrics.iou_profile` of `metrics.best_iou_per_truth`)."""
-    predictions, truths, sources = _load_detections(files)
-    out = {}
+    got = [torch.load(f, weights_only=True) for f in files]
+    predictions = [p for g in got for p in g["predictions"]]
+    truths = [t for g in got for t in g["truths"]]
+    sources = [s for g in got for s in g["sources"]]
+    ap = ap_report(predictions, truths, sources)
+    box_iou = {}
     for source in sorted(set(sources)):
         idx = [i for i, s in enumerate(sources) if s == source]
-        out[source] = iou_profile(best_iou_per_truth([predictions[i] for i in idx], [truths[i] for i in idx]))
-    return out
+        ap[f"val/boxes_{source}"] = float(sum(len(truths[i]["boxes"]) for i in idx))
+        box_iou[source] = iou_profile(best_iou_per_truth([predictions[i] for i in idx], [truths[i] for i in idx]))
+    return ap, box_iou
 
 
-def _row(fold: Fold, own: dict, gt: dict | None, ap: dict[str, float], box_iou: dict[str, Any]) -> dict[str, Any]:
+def _row(fold: Fold, own: dict, gt: dict | None, figures: tuple[dict[str, float], dict[str, Any]]) -> dict[str, Any]:
     def brief(m: dict) -> dict[str, Any]:
         o = m["official"]["all"]
         return {"score": o["score"], **{lv: o[lv]["f1"] for lv in ("s1", "s2", "s3")}, **(m["topk"]["all"] or {})}
 
     return {"video": fold.video_id, "item": fold.item_id, "own_boxes": brief(own), "gt_boxes": brief(gt) if gt else None,
-            "detector_ap50": ap, "box_iou": box_iou, "result": own.get("report")}  # fmt: skip
+            "detector_ap50": figures[0], "box_iou": figures[1], "result": own.get("report")}  # fmt: skip
 
 
 def _write_predict_config(cfg: PipelineRun, final: Path, staged: dict[str, list[str]]) -> Path:
@@ -158,13 +151,14 @@ def run_folds(cfg: PipelineRun, staged: dict[str, list[str]] | None = None) -> d
         own = summary["metrics"]
         gt = _gt_eval(sub, fold_out, str(fold.eval), staged, summary) if cfg.folds.gt_boxes else None
         ap_files.append(_heldout_ap(sub, fold, fold_out, staged, summary))
-        rows.append(_row(fold, own, gt, _ap(ap_files[-1:]), _box_iou(ap_files[-1:])))
+        rows.append(_row(fold, own, gt, _detector_figures(ap_files[-1:])))
         own_all.append(own)
         gt_all += [gt] if gt else []
+    pooled_ap, pooled_iou = _detector_figures(ap_files)
     result: dict[str, Any] = {
         "source": cfg.folds.source, "folds": rows, "out_dir": str(out),
         "pooled": {"own_boxes": _pool_levels(own_all), "gt_boxes": _pool_levels(gt_all) if gt_all else None,
-                   "detector_ap50": _ap(ap_files), "box_iou": _box_iou(ap_files)},
+                   "detector_ap50": pooled_ap, "box_iou": pooled_iou},
     }  # fmt: skip
     if cfg.folds.final:
         final = out / "final"

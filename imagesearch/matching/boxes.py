@@ -191,7 +191,12 @@ def _image_score(chosen: Candidate, cands: Sequence[Candidate]) -> Neighbour:
     return crops[best]
 
 
-ITEM_RULES = ("paired", "most_matched", "image_score")
+# (chosen detection, the voters) -> the product-image crop reported with it.
+ITEM_RULES: dict[str, Callable[[Candidate, Sequence[Candidate]], Neighbour]] = {
+    "paired": lambda chosen, cands: chosen.match,
+    "most_matched": _most_matched,
+    "image_score": _image_score,
+}
 
 
 def choose_boxes(
@@ -226,7 +231,7 @@ def choose_boxes(
     """
     if frame_rule not in FRAME_RULES or item_rule not in ITEM_RULES:
         raise ValueError(
-            f"box choice: frame rule must be one of {sorted(FRAME_RULES)} and item rule one of {ITEM_RULES}, "
+            f"box choice: frame rule must be one of {sorted(FRAME_RULES)} and item rule one of {list(ITEM_RULES)}, "
             f"got {frame_rule!r}, {item_rule!r}"
         )
     if decision.item_id is None or len(decision.results) != 1:
@@ -241,8 +246,7 @@ def choose_boxes(
     if not voters:
         return decision
     chosen = _pick(voters, FRAME_RULES[frame_rule](voters, window))
-    crop = {"paired": lambda: chosen.match, "most_matched": lambda: _most_matched(chosen, voters),
-            "image_score": lambda: _image_score(chosen, voters)}[item_rule]()  # fmt: skip
+    crop = ITEM_RULES[item_rule](chosen, voters)
     det = chosen.det
     # The distance stays the chosen detection's own match distance: "most_matched" may name a crop
     # that another detection matched, and no distance of that (detection, crop) pair was measured.
