@@ -49,8 +49,9 @@ class MatcherConfig:
         max_distance: abstain when the chosen evidence's squared distance exceeds this; None never.
         box_choice: which detection of the chosen item gives the frame and frame box (`boxes.FRAME_RULES`):
             "best_score" (the highest detector score; the default, chosen on validation: see
-            `matching.boxes`), "best_match" (the closest match: the vote's evidence, the original rule), "consensus" (the box that agrees most with the item's other voting boxes in
-            nearby frames, mean IoU), "score_consensus" (score x agreement).
+            `matching.boxes`), "best_match" (the closest match: the vote's evidence, the original rule),
+            "consensus" (the box that agrees most with the item's other voting boxes in nearby frames,
+            mean IoU), "score_consensus" (score x agreement).
         item_box_choice: the product-image box (`boxes.ITEM_RULES`): "image_score" (among the crops of the
             paired crop's image that cover the same garment, the one the detector scored highest; the
             default, chosen on validation: see `matching.boxes`), "paired" (the chosen detection's
