@@ -308,7 +308,7 @@ def pipeline_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         if not args.keep_work:
             shutil.rmtree(work, ignore_errors=True)
         # The rows so far, so an interrupted run keeps its finished sizes.
-        (args.root / "partial.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        _common.atomic_write_text(args.root / "partial.json", json.dumps(rows, indent=1) + "\n")
     return rows
 
 
